@@ -1,0 +1,1 @@
+"""Example functions; the default `ROUTER_HANDLERS` package."""

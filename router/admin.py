@@ -1,0 +1,88 @@
+"""Registry writes with their side effects, shared by the admin API and `@router.function`.
+
+Each write checks everything before it changes anything (the spec, the handler's module, the
+trigger's function, the AMQP topology), so nothing is ever half-registered.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from router import loader
+from router.broker import Broker, BrokerError, TopologyError
+from router.registry import Registry, RegistryError, Trigger
+from router.specs import AmqpTrigger, FunctionSpec
+
+log = logging.getLogger("router.admin")
+
+
+class Unavailable(RegistryError):
+    status = 503
+
+
+class Admin:
+    def __init__(self, registry: Registry, broker: Broker) -> None:
+        self._registry = registry
+        self._store = registry.store
+        self._broker = broker
+
+    async def put_function(self, name: str, spec: FunctionSpec) -> tuple[FunctionSpec, bool]:
+        if not loader.module_exists(spec.handler):
+            raise RegistryError(f"handler module of {spec.handler!r} cannot be found", "handler")
+        try:
+            await self._broker.declare_function(name)
+        except BrokerError as exc:
+            raise Unavailable(f"RabbitMQ could not declare the function's queues: {exc}") from exc
+        stored, created = await self._store.put_function(name, spec)
+        await self._registry.refresh()
+        return stored, created
+
+    async def delete_function(self, name: str) -> None:
+        await self._store.delete_function(name)
+        await self._registry.refresh()
+
+    async def put_trigger(self, name: str, trigger: Trigger) -> bool:
+        try:
+            await self._store.get_function(trigger.function)
+        except RegistryError:
+            raise RegistryError(
+                f"function {trigger.function!r} does not exist; create it first", "function"
+            ) from None
+        previous = (await self._store.load()).triggers.get(name)
+        if isinstance(trigger, AmqpTrigger):
+            await self._bind(trigger)
+        created = await self._store.put_trigger(name, trigger)
+        if isinstance(previous, AmqpTrigger) and _binding(previous) != _binding(trigger):
+            await self._unbind_unused(previous)
+        await self._registry.refresh()
+        return created
+
+    async def delete_trigger(self, name: str) -> None:
+        removed = await self._store.delete_trigger(name)
+        if isinstance(removed, AmqpTrigger):
+            await self._unbind_unused(removed)
+        await self._registry.refresh()
+
+    async def _bind(self, trigger: AmqpTrigger) -> None:
+        try:
+            await self._broker.bind(trigger)
+        except TopologyError as exc:
+            raise RegistryError(str(exc), "exchange") from exc
+        except BrokerError as exc:
+            raise Unavailable(f"RabbitMQ is unavailable: {exc}") from exc
+
+    async def _unbind_unused(self, trigger: AmqpTrigger) -> None:
+        """Remove a binding no remaining trigger shares (two triggers may bind alike)."""
+        remaining = (await self._store.load()).triggers.values()
+        if any(_binding(t) == _binding(trigger) for t in remaining):
+            return
+        try:
+            await self._broker.unbind(trigger)
+        except Exception as exc:  # a stale binding only costs filtered messages; report it
+            log.warning("could not unbind %s from %s: %s", trigger.function, trigger.exchange, exc)
+
+
+def _binding(trigger: Trigger) -> tuple[str, ...]:
+    if isinstance(trigger, AmqpTrigger):
+        return (trigger.function, trigger.exchange, trigger.routing_key)
+    return ()

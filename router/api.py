@@ -1,0 +1,171 @@
+"""The admin API under `/api/v1`: functions, triggers, invocations."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from router.broker import BrokerError
+from router.events import new_id
+from router.registry import TRIGGER, Trigger
+from router.responses import HttpError, json_response, read_json
+from router.services import services
+from router.specs import FunctionSpec, strip_read_only, valid_name
+
+log = logging.getLogger("router.api")
+PREFIX = "/api/v1"
+MAX_SPEC_BYTES = 1024 * 1024
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not valid_name(name):
+        raise HttpError(
+            400, f"invalid name {name!r}: use 1-64 letters, digits, '.', '_' or '-'", field="name"
+        )
+    return name
+
+
+def _validated(model: Any, payload: Any) -> Any:
+    try:
+        return model.validate_python(strip_read_only(payload))
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+            for err in exc.errors(include_url=False)
+        ]
+        raise HttpError(
+            400,
+            f"invalid {details[0]['field']}: {details[0]['message']}",
+            field=details[0]["field"],
+            details=details,
+        ) from None
+
+
+class _Model:
+    """`validate_python` for a pydantic model class, matching TypeAdapter's interface."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self._model = model
+
+    def validate_python(self, payload: Any) -> Any:
+        return self._model.model_validate(payload)
+
+
+FUNCTION = _Model(FunctionSpec)
+
+
+def _function_view(name: str, spec: FunctionSpec) -> dict[str, Any]:
+    return {"name": name, **spec.model_dump()}
+
+
+def _trigger_view(name: str, trigger: Trigger) -> dict[str, Any]:
+    return {"name": name, **trigger.model_dump()}
+
+
+async def list_functions(request: web.Request) -> web.Response:
+    snapshot = await services(request).registry.store.load()
+    return json_response(
+        {"functions": [_function_view(n, s) for n, s in sorted(snapshot.functions.items())]}
+    )
+
+
+async def get_function(request: web.Request) -> web.Response:
+    name = _name(request)
+    spec = await services(request).registry.store.get_function(name)
+    return json_response(_function_view(name, spec))
+
+
+async def put_function(request: web.Request) -> web.Response:
+    name = _name(request)
+    spec: FunctionSpec = _validated(FUNCTION, await read_json(request, MAX_SPEC_BYTES))
+    stored, created = await services(request).admin.put_function(name, spec)
+    return json_response(_function_view(name, stored), status=201 if created else 200)
+
+
+async def delete_function(request: web.Request) -> web.Response:
+    await services(request).admin.delete_function(_name(request))
+    return web.Response(status=204)
+
+
+async def list_triggers(request: web.Request) -> web.Response:
+    snapshot = await services(request).registry.store.load()
+    return json_response(
+        {"triggers": [_trigger_view(n, t) for n, t in sorted(snapshot.triggers.items())]}
+    )
+
+
+async def get_trigger(request: web.Request) -> web.Response:
+    name = _name(request)
+    trigger = await services(request).registry.store.get_trigger(name)
+    return json_response(_trigger_view(name, trigger))
+
+
+async def put_trigger(request: web.Request) -> web.Response:
+    name = _name(request)
+    trigger: Trigger = _validated(TRIGGER, await read_json(request, MAX_SPEC_BYTES))
+    created = await services(request).admin.put_trigger(name, trigger)
+    return json_response(_trigger_view(name, trigger), status=201 if created else 200)
+
+
+async def delete_trigger(request: web.Request) -> web.Response:
+    await services(request).admin.delete_trigger(_name(request))
+    return web.Response(status=204)
+
+
+async def invoke(request: web.Request) -> web.Response:
+    """Lambda's Invoke: the body is the event; sync answers the result, async an id."""
+    svc = services(request)
+    name = _name(request)
+    mode = request.query.get("mode", "sync")
+    if mode not in ("sync", "async"):
+        raise HttpError(400, f"mode must be 'sync' or 'async', got {mode!r}", field="mode")
+    spec = svc.registry.snapshot.functions.get(name)
+    if spec is None:
+        raise HttpError(404, f"function {name!r} does not exist")
+    event = await read_json(request, svc.settings.max_body_bytes)
+    if mode == "async":
+        try:
+            invocation_id = await svc.ingress.enqueue(name, spec.version, event, None, None)
+        except BrokerError as exc:
+            raise HttpError(503, f"the event could not be queued: {exc}") from exc
+        return json_response({"invocation_id": invocation_id}, status=202)
+    request_id = new_id()
+    outcome = await svc.invoker.invoke(name, spec, event, request_id)
+    if outcome.error is not None:
+        status = 504 if outcome.status == "timed_out" else 502
+        return json_response(
+            {**outcome.error.as_dict(), "requestId": request_id},
+            status=status,
+            headers={"X-Amz-Function-Error": "Unhandled", "X-Request-Id": request_id},
+        )
+    return json_response(
+        outcome.result,
+        headers={"X-Request-Id": request_id, "X-Amz-Executed-Version": str(spec.version)},
+    )
+
+
+async def get_invocation(request: web.Request) -> web.Response:
+    invocation_id = request.match_info["id"]
+    record = await services(request).store.get(invocation_id)
+    if record is None:
+        raise HttpError(404, f"no invocation {invocation_id!r} (unknown, or past retention)")
+    return json_response(record.model_dump())
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get(f"{PREFIX}/functions", list_functions),
+        web.get(f"{PREFIX}/functions/{{name}}", get_function),
+        web.put(f"{PREFIX}/functions/{{name}}", put_function),
+        web.delete(f"{PREFIX}/functions/{{name}}", delete_function),
+        web.post(f"{PREFIX}/functions/{{name}}/invoke", invoke),
+        web.get(f"{PREFIX}/triggers", list_triggers),
+        web.get(f"{PREFIX}/triggers/{{name}}", get_trigger),
+        web.put(f"{PREFIX}/triggers/{{name}}", put_trigger),
+        web.delete(f"{PREFIX}/triggers/{{name}}", delete_trigger),
+        web.get(f"{PREFIX}/invocations/{{id}}", get_invocation),
+    ]

@@ -1,0 +1,217 @@
+"""`create_app(settings)`: wires every part of the router and runs its lifecycle.
+
+The HTTP server comes up at once; connecting to Redis and RabbitMQ happens in the background
+with retries, and `/readyz` says what is still missing until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from router import api, declare, loader, openapi, webhooks
+from router.admin import Admin
+from router.broker import Broker
+from router.consumer import Consumers
+from router.dispatcher import Dispatcher
+from router.executors.local import LocalExecutor
+from router.ingress import Ingress
+from router.invocations import InvocationStore
+from router.invoker import Invoker
+from router.metrics import CONTENT_TYPE, Metrics
+from router.names import Names
+from router.registry import Registry, RegistryError, RegistryStore
+from router.responses import HttpError, json_error, json_response
+from router.services import SERVICES, Services, services
+from router.settings import Settings
+
+log = logging.getLogger("router")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RETRY_S = 1.0
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors, admin_auth], client_max_size=settings.max_body_bytes)
+    app[SERVICES] = build_services(settings)
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/metrics", metrics),
+            web.get(f"{api.PREFIX}/openapi.json", openapi.document),
+            *api.routes(),
+            *webhooks.routes(),
+        ]
+    )
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def build_services(settings: Settings) -> Services:
+    names = Names(settings.namespace)
+    metrics = Metrics()
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=15
+    )
+    store = RegistryStore(redis, names)
+    registry = Registry(store, redis, names, settings.registry_poll_s)
+    broker = Broker(settings.amqp_url, names, settings.publish_timeout_s)
+    invoker = Invoker(LocalExecutor(settings.thread_workers), metrics)
+    invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
+    dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
+    consumers = Consumers(broker, dispatcher, names)
+    registry.on_change(consumers.reconcile)
+    return Services(
+        settings=settings,
+        names=names,
+        metrics=metrics,
+        redis=redis,
+        registry=registry,
+        broker=broker,
+        invoker=invoker,
+        store=invocations,
+        ingress=Ingress(broker, invocations, metrics),
+        consumers=consumers,
+        admin=Admin(registry, broker),
+    )
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    if not svc.settings.admin_token:
+        log.warning("ROUTER_ADMIN_TOKEN is not set: the admin API answers loopback clients only")
+    declared = declare.declarations(loader.walk_modules(svc.settings.handlers))
+    tasks = [asyncio.create_task(start(svc, declared), name="router-start")]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await svc.consumers.stop()
+    await svc.broker.close()
+    await svc.invoker.close()
+    await svc.redis.aclose()
+
+
+async def start(svc: Services, declared: list[declare.Declared]) -> None:
+    """Reach Redis and RabbitMQ (retrying), register declared functions, then follow changes."""
+    await _retry("Redis", svc.registry.refresh)
+    await _retry("RabbitMQ", svc.broker.connect)
+    await _retry("declared functions", lambda: register(svc, declared))
+    await svc.consumers.reconcile(svc.registry.snapshot)
+    svc.metrics.up.labels("redis").set(1)
+    log.info(
+        "ready: %d functions, %d triggers",
+        len(svc.registry.snapshot.functions),
+        len(svc.registry.snapshot.triggers),
+    )
+    await asyncio.gather(svc.registry.watch(), watch_queues(svc))
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        try:
+            await attempt()
+            return
+        except (RedisError, OSError, ConnectionError, TimeoutError) as exc:
+            log.warning("waiting for %s: %s", what, exc)
+        except Exception as exc:  # aio-pika raises its own hierarchy for an unreachable broker
+            log.warning("waiting for %s: %r", what, exc)
+        await asyncio.sleep(RETRY_S)
+
+
+async def register(svc: Services, declared: list[declare.Declared]) -> None:
+    for item in declared:
+        await svc.admin.put_function(item.name, item.spec)
+        for name, trigger in item.triggers.items():
+            await svc.admin.put_trigger(name, trigger)
+
+
+async def watch_queues(svc: Services) -> None:
+    """Export each function's queue depth every second."""
+    while True:
+        for function in svc.consumers.functions():
+            try:
+                depth = await svc.broker.queue_depth(function)
+            except Exception as exc:
+                log.debug("queue depth of %s unavailable: %s", function, exc)
+                continue
+            svc.metrics.queue_depth.labels(function).set(depth)
+        svc.metrics.registry_version.set(svc.registry.snapshot.version)
+        svc.metrics.up.labels("rabbitmq").set(1 if svc.broker.connected else 0)
+        await asyncio.sleep(1.0)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    reasons = await services(request).not_ready()
+    if reasons:
+        return json_response({"status": "unavailable", "reasons": reasons}, status=503)
+    return json_response(
+        {"status": "ready", "version": services(request).registry.snapshot.version}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = services(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is JSON naming its cause; no traceback ever reaches a client."""
+    try:
+        return await handler(request)
+    except HttpError as exc:
+        return exc.response()
+    except RegistryError as exc:
+        extra = {"field": exc.field} if exc.field else {}
+        return json_error(exc.status, str(exc), **extra)
+    except RedisError as exc:
+        return json_error(503, f"Redis is unavailable: {exc}", headers={"Retry-After": "5"})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_error(exc.status, exc.reason, headers=headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error(500, "internal error; see the router's log")
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(api.PREFIX + "/"):
+        return await handler(request)
+    token = services(request).settings.admin_token
+    if not token:
+        if not _loopback(request.remote):
+            return json_error(
+                403,
+                "the admin API is open to loopback clients only until ROUTER_ADMIN_TOKEN is set",
+            )
+        return await handler(request)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        return json_error(
+            401,
+            "a valid 'Authorization: Bearer <token>' header is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return await handler(request)
+
+
+def _loopback(remote: str | None) -> bool:
+    with contextlib.suppress(ValueError):
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    return False

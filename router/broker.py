@@ -1,0 +1,178 @@
+"""RabbitMQ: the connection, the topology each function needs, and confirmed publishing.
+
+Per function: a durable quorum queue bound to the namespace's work exchange by the function's
+name, and a dead-letter queue beside it (declared first: a missing dead-letter exchange drops
+messages silently). An amqp trigger is one more binding from the user's exchange to that queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractRobustConnection,
+    HeadersType,
+)
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, ChannelNotFoundEntity
+
+from router.names import Names
+from router.specs import AmqpTrigger
+
+log = logging.getLogger("router.broker")
+
+# Bounded redeliveries of a message whose consumer died mid-run (a crash loop would otherwise
+# spin forever); past it RabbitMQ dead-letters the message to the function's DLQ.
+DELIVERY_LIMIT = 20
+
+
+class BrokerError(Exception):
+    """RabbitMQ could not do what was asked: not connected, not confirmed, or refused."""
+
+
+class TopologyError(BrokerError):
+    """A declaration RabbitMQ refused, such as an exchange name reserved by the broker."""
+
+
+class Broker:
+    def __init__(self, url: str, names: Names, publish_timeout_s: float) -> None:
+        self._url = url
+        self._names = names
+        self._publish_timeout_s = publish_timeout_s
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractChannel | None = None
+        self._work: AbstractExchange | None = None
+        self._dlx: AbstractExchange | None = None
+        self._inspector: AbstractChannel | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def connect(self) -> None:
+        """Connect once; raises when the broker cannot be reached (the caller retries)."""
+        connection = await aio_pika.connect_robust(self._url, timeout=5)
+        publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._work = await publisher.declare_exchange(
+            self._names.work_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        self._dlx = await publisher.declare_exchange(
+            self._names.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        self._connection, self._publisher = connection, publisher
+        log.info("connected to RabbitMQ")
+
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise BrokerError("RabbitMQ is not connected")
+        return self._connection
+
+    async def declare_function(self, function: str) -> None:
+        async with self.connection().channel() as channel:
+            dlx = await channel.declare_exchange(
+                self._names.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+            dlq = await channel.declare_queue(
+                self._names.dead_letter_queue(function),
+                durable=True,
+                arguments={"x-queue-type": "quorum"},
+            )
+            await dlq.bind(dlx, routing_key=function)
+            queue = await channel.declare_queue(
+                self._names.queue(function), durable=True, arguments=self._queue_arguments(function)
+            )
+            await queue.bind(self._names.work_exchange, routing_key=function)
+
+    def _queue_arguments(self, function: str) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": self._names.dead_letter_exchange,
+            "x-dead-letter-routing-key": function,
+            "x-delivery-limit": DELIVERY_LIMIT,
+        }
+
+    async def bind(self, trigger: AmqpTrigger) -> None:
+        """Bind the function's queue to the user's exchange, declaring the exchange if missing.
+
+        An existing exchange is used as it is (its type and durability are the owner's choice).
+        """
+        try:
+            await self._ensure_exchange(trigger)
+            async with self.connection().channel() as channel:
+                queue = await channel.get_queue(self._names.queue(trigger.function), ensure=True)
+                await queue.bind(trigger.exchange, routing_key=trigger.routing_key)
+        except ChannelNotFoundEntity as exc:
+            raise TopologyError(f"RabbitMQ refused the binding: {exc}") from exc
+        except AMQPError as exc:
+            raise TopologyError(f"RabbitMQ refused exchange {trigger.exchange!r}: {exc}") from exc
+
+    async def _ensure_exchange(self, trigger: AmqpTrigger) -> None:
+        try:
+            async with self.connection().channel() as channel:
+                await channel.declare_exchange(trigger.exchange, passive=True)
+                return
+        except ChannelNotFoundEntity:
+            pass
+        async with self.connection().channel() as channel:
+            await channel.declare_exchange(trigger.exchange, trigger.exchange_type, durable=True)
+
+    async def unbind(self, trigger: AmqpTrigger) -> None:
+        async with self.connection().channel() as channel:
+            queue = await channel.get_queue(self._names.queue(trigger.function), ensure=False)
+            await queue.unbind(trigger.exchange, routing_key=trigger.routing_key)
+
+    async def publish(
+        self,
+        function: str,
+        body: bytes,
+        headers: Mapping[str, Any],
+        message_id: str,
+        *,
+        dead_letter: bool = False,
+    ) -> None:
+        """Publish persistently and wait for RabbitMQ's confirm; raise BrokerError otherwise."""
+        exchange = self._dlx if dead_letter else self._work
+        if exchange is None or not self.connected:
+            raise BrokerError("RabbitMQ is not connected")
+        message = aio_pika.Message(
+            body,
+            headers=_headers(headers),
+            message_id=message_id,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        try:
+            await exchange.publish(
+                message, routing_key=function, mandatory=True, timeout=self._publish_timeout_s
+            )
+        except (TimeoutError, asyncio.CancelledError, *CONNECTION_EXCEPTIONS) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                raise
+            raise BrokerError(f"RabbitMQ did not confirm the message: {exc!r}") from exc
+
+    async def queue_depth(self, function: str) -> int:
+        """Ready messages (passive declare counts no unacked ones)."""
+        if self._inspector is None or self._inspector.is_closed:
+            self._inspector = await self.connection().channel()
+        queue = await self._inspector.declare_queue(self._names.queue(function), passive=True)
+        count = queue.declaration_result.message_count
+        return int(count or 0)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
+def _headers(headers: Mapping[str, Any]) -> HeadersType:
+    return {str(k): v for k, v in headers.items() if v is not None}
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,96 @@
+"""Consumers of the function queues: one channel per function, prefetch equal to what the
+function can run at once, so messages this replica cannot start stay in the queue for others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+
+from router.broker import Broker
+from router.dispatcher import Dispatcher
+from router.names import Names
+from router.registry import Snapshot
+
+log = logging.getLogger("router.consumer")
+
+
+class Consumer:
+    def __init__(self, function: str, broker: Broker, dispatcher: Dispatcher, names: Names) -> None:
+        self.function = function
+        self.prefetch = 0
+        self._broker = broker
+        self._dispatcher = dispatcher
+        self._names = names
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+
+    async def start(self, prefetch: int) -> None:
+        self._channel = await self._broker.connection().channel()
+        await self._channel.set_qos(prefetch_count=prefetch)
+        self.prefetch = prefetch
+        self._queue = await self._channel.get_queue(self._names.queue(self.function), ensure=True)
+        self._tag = await self._queue.consume(partial(self._on_message))
+        log.info("consuming %s (prefetch %d)", self.function, prefetch)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        await self._dispatcher.handle(self.function, message)
+
+    async def set_prefetch(self, prefetch: int) -> None:
+        if self._channel is not None and prefetch != self.prefetch:
+            await self._channel.set_qos(prefetch_count=prefetch)
+            self.prefetch = prefetch
+
+    async def stop(self) -> None:
+        """Stop receiving; messages not yet settled return to the queue when the channel closes."""
+        try:
+            if self._queue is not None and self._tag is not None:
+                await self._queue.cancel(self._tag)
+            if self._channel is not None:
+                await self._channel.close()
+        except CONNECTION_EXCEPTIONS as exc:
+            log.warning("stopping consumer of %s: %s", self.function, exc)
+
+
+class Consumers:
+    """Keeps one consumer per registered function, following registry changes."""
+
+    def __init__(self, broker: Broker, dispatcher: Dispatcher, names: Names) -> None:
+        self._broker = broker
+        self._dispatcher = dispatcher
+        self._names = names
+        self._consumers: dict[str, Consumer] = {}
+        self._lock = asyncio.Lock()
+
+    def functions(self) -> list[str]:
+        return sorted(self._consumers)
+
+    async def reconcile(self, snapshot: Snapshot) -> None:
+        async with self._lock:
+            for name in set(self._consumers) - set(snapshot.functions):
+                await self._consumers.pop(name).stop()
+            for name, spec in snapshot.functions.items():
+                await self._ensure(name, spec.concurrency.max)
+
+    async def _ensure(self, function: str, prefetch: int) -> None:
+        consumer = self._consumers.get(function)
+        try:
+            if consumer is None:
+                await self._broker.declare_function(function)
+                consumer = Consumer(function, self._broker, self._dispatcher, self._names)
+                await consumer.start(prefetch)
+                self._consumers[function] = consumer
+            else:
+                await consumer.set_prefetch(prefetch)
+        except CONNECTION_EXCEPTIONS as exc:
+            log.error("cannot consume %s yet: %s", function, exc)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            for consumer in self._consumers.values():
+                await consumer.stop()
+            self._consumers.clear()

@@ -1,0 +1,49 @@
+"""The `context` argument handlers receive, shaped like AWS Lambda's Python context object."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+ARN_PREFIX = "arn:aws:lambda:local:000000000000:function:"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    function_version: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    deadline_ms: int
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    identity: object | None = None
+    client_context: object | None = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("router.function"))
+
+    @classmethod
+    def create(
+        cls, function: str, version: int, memory_mb: int, request_id: str, timeout_s: float
+    ) -> LambdaContext:
+        return cls(
+            function_name=function,
+            function_version=str(version),
+            memory_limit_in_mb=memory_mb,
+            aws_request_id=request_id,
+            deadline_ms=int(time.time() * 1000 + timeout_s * 1000),
+            log_group_name=f"/aws/lambda/{function}",
+            log_stream_name=f"{time.strftime('%Y/%m/%d')}/[{version}]router",
+            logger=logging.getLogger(f"router.function.{function}"),
+        )
+
+    @property
+    def request_id(self) -> str:
+        return self.aws_request_id
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return ARN_PREFIX + self.function_name
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - int(time.time() * 1000))

@@ -1,0 +1,289 @@
+"""From a delivered message to a settled one: build the event, filter, invoke, settle.
+
+`_settle` is the only place a message is acked or nacked, and it runs only once the outcome is
+known and, for a retry or a dead letter, once RabbitMQ has confirmed the copy that replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from redis.exceptions import RedisError
+
+from router import events, filters, retry
+from router.broker import Broker, BrokerError
+from router.envelope import Envelope
+from router.executors import ErrorInfo, Outcome
+from router.invocations import Invocation, InvocationStore
+from router.invoker import Invoker
+from router.metrics import Metrics
+from router.registry import Registry, Snapshot
+from router.specs import AmqpTrigger, FunctionSpec
+
+log = logging.getLogger("router.dispatcher")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    function: str
+    event: Any
+    envelope: Envelope
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        registry: Registry,
+        invoker: Invoker,
+        store: InvocationStore,
+        broker: Broker,
+        metrics: Metrics,
+    ) -> None:
+        self._registry = registry
+        self._invoker = invoker
+        self._store = store
+        self._broker = broker
+        self._metrics = metrics
+
+    async def handle(self, function: str, message: AbstractIncomingMessage) -> None:
+        try:
+            await self._handle(function, message)
+        except Exception:
+            # A bug of ours must not strand the message unacked until the channel closes.
+            log.exception("unexpected error handling a message of %s; requeueing it", function)
+            await _nack(message)
+
+    async def _handle(self, function: str, message: AbstractIncomingMessage) -> None:
+        snapshot = self._registry.snapshot
+        spec = snapshot.functions.get(function)
+        if spec is None:
+            # Deleted while this message was in flight: keep it for when the function returns.
+            await _nack(message)
+            return
+        try:
+            delivery = self._delivery(function, message, snapshot)
+        except (ValueError, KeyError, orjson.JSONDecodeError) as exc:
+            await self._dead_letter_malformed(function, message, exc)
+            return
+        if delivery is None:
+            await _ack(message)
+            return
+        outcome = await self._run(delivery, spec)
+        await self._settle(message, delivery, spec, outcome)
+
+    def _delivery(
+        self, function: str, message: AbstractIncomingMessage, snapshot: Snapshot
+    ) -> Delivery | None:
+        """The event to run, or None when every binding trigger's filter turns it away."""
+        envelope = Envelope.from_headers(message.headers)
+        if envelope is not None:
+            return Delivery(function, orjson.loads(message.body), envelope)
+        amqp = _amqp_message(message)
+        event = events.amqp_event(amqp, attempt=1)
+        trigger = _matching_trigger(snapshot, function, event)
+        if trigger is None:
+            for name in snapshot.amqp_triggers_of(function):
+                self._metrics.filtered.labels(function, name).inc()
+            return None
+        invocation_id = events.new_id()
+        event_id = events.amqp_event_id(amqp) or invocation_id
+        accepted = amqp.timestamp.timestamp() if amqp.timestamp else time.time()
+        return Delivery(function, event, Envelope(invocation_id, event_id, trigger, accepted))
+
+    async def _run(self, delivery: Delivery, spec: FunctionSpec) -> Outcome:
+        env = delivery.envelope
+        started = time.time()
+        self._metrics.event_age.labels(delivery.function).observe(max(0, started - env.accepted_at))
+        record = Invocation(
+            id=env.invocation_id,
+            function=delivery.function,
+            status="running",
+            trigger=env.trigger,
+            event_id=env.event_id,
+            function_version=spec.version,
+            attempt=env.attempt,
+            created_at=env.accepted_at,
+            started_at=started,
+        )
+        await self._save(record)
+        if isinstance(delivery.event, dict) and "attempt" in delivery.event:
+            delivery.event["attempt"] = env.attempt
+        outcome = await self._invoker.invoke(
+            delivery.function, spec, delivery.event, env.invocation_id
+        )
+        await self._save(record.model_copy(update=_finished(outcome)))
+        return outcome
+
+    async def _save(self, record: Invocation) -> None:
+        """Records are for reading later; Redis being away must not stop the work itself."""
+        try:
+            await self._store.save(record)
+        except RedisError as exc:
+            log.warning("could not record invocation %s: %s", record.id, exc)
+
+    async def _settle(
+        self,
+        message: AbstractIncomingMessage,
+        delivery: Delivery,
+        spec: FunctionSpec,
+        outcome: Outcome,
+    ) -> None:
+        env = delivery.envelope
+        decision = retry.decide(
+            outcome.status, env.attempt, time.time() - env.accepted_at, spec.retry
+        )
+        if decision == "ack":
+            await _ack(message)
+            return
+        error = _attempt_error(env.attempt, outcome)
+        body = orjson.dumps(delivery.event)
+        try:
+            if decision == "retry":
+                await self._broker.publish(
+                    delivery.function, body, env.next_attempt(error).headers(), env.event_id
+                )
+                self._metrics.retries.labels(delivery.function).inc()
+            else:
+                await self._dead_letter(delivery, body, env.next_attempt(error), spec, outcome)
+        except BrokerError as exc:
+            log.warning(
+                "could not re-publish %s (%s); returning it to the queue", env.invocation_id, exc
+            )
+            await _nack(message)
+            return
+        await _ack(message)
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        body: bytes,
+        envelope: Envelope,
+        spec: FunctionSpec,
+        outcome: Outcome,
+    ) -> None:
+        headers = {**envelope.headers(), "x-router-function-version": spec.version}
+        await self._broker.publish(
+            delivery.function, body, headers, envelope.event_id, dead_letter=True
+        )
+        self._metrics.dead_letters.labels(delivery.function, outcome.status).inc()
+        try:
+            record = await self._store.get(envelope.invocation_id)
+        except RedisError:
+            record = None
+        if record is not None:
+            await self._save(record.model_copy(update={"status": "dead_lettered"}))
+
+    async def _dead_letter_malformed(
+        self, function: str, message: AbstractIncomingMessage, exc: Exception
+    ) -> None:
+        log.warning("dead-lettering a malformed message on %s: %s", function, exc)
+        headers = {**dict(message.headers), "x-router-error": f"malformed message: {exc}"}
+        try:
+            await self._broker.publish(
+                function,
+                message.body,
+                headers,
+                message.message_id or events.new_id(),
+                dead_letter=True,
+            )
+        except BrokerError:
+            await _nack(message)
+            return
+        self._metrics.dead_letters.labels(function, "malformed").inc()
+        await _ack(message)
+
+
+def _matching_trigger(snapshot: Snapshot, function: str, event: dict[str, Any]) -> str | None:
+    """The first amqp trigger of the function whose binding and filter accept the event."""
+    for name, trigger in sorted(snapshot.amqp_triggers_of(function).items()):
+        if trigger.exchange != event["exchange"] or not binding_matches(
+            trigger, event["routing_key"]
+        ):
+            continue
+        if trigger.filter is None or filters.matches(trigger.filter, event):
+            return name
+    return None
+
+
+def binding_matches(trigger: AmqpTrigger, routing_key: str) -> bool:
+    """Whether RabbitMQ would route `routing_key` through this trigger's binding."""
+    if trigger.exchange_type == "topic":
+        return topic_matches(trigger.routing_key.split("."), routing_key.split("."))
+    if trigger.exchange_type == "direct":
+        return trigger.routing_key == routing_key
+    return True
+
+
+def topic_matches(pattern: list[str], words: list[str]) -> bool:
+    """AMQP topic matching: `*` is exactly one word, `#` zero or more."""
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(topic_matches(rest, words[i:]) for i in range(len(words) + 1))
+    if not words:
+        return False
+    return (head in ("*", words[0])) and topic_matches(rest, words[1:])
+
+
+def _amqp_message(message: AbstractIncomingMessage) -> events.AmqpMessage:
+    return events.AmqpMessage(
+        body=message.body,
+        headers=message.headers or {},
+        routing_key=message.routing_key or "",
+        exchange=message.exchange or "",
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        content_type=message.content_type,
+        timestamp=message.timestamp,
+        redelivered=bool(message.redelivered),
+    )
+
+
+def _finished(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "finished_at": time.time(),
+        "duration_ms": round(outcome.duration_ms, 3),
+        "billed_duration_ms": outcome.billed_ms,
+        "result": outcome.result,
+        "error": error_record(outcome.error),
+    }
+
+
+def error_record(error: ErrorInfo | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"type": error.type, "message": error.message, "traceback": "\n".join(error.trace)}
+
+
+def _attempt_error(attempt: int, outcome: Outcome) -> dict[str, Any]:
+    error = outcome.error or ErrorInfo("Unknown", "no error recorded")
+    return {
+        "attempt": attempt,
+        "status": outcome.status,
+        "type": error.type,
+        "message": error.message[:1000],
+        "at": time.time(),
+    }
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.ack()
+    except CONNECTION_EXCEPTIONS as exc:
+        # The channel is gone; RabbitMQ will redeliver the message (at-least-once).
+        log.warning("ack failed (%s); the message will be redelivered", exc)
+
+
+async def _nack(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.nack(requeue=True)
+    except CONNECTION_EXCEPTIONS as exc:
+        log.warning("nack failed (%s); the message will be redelivered", exc)

@@ -1,0 +1,59 @@
+"""Execution environments: where a handler runs. One small interface, several kinds.
+
+The router hands an executor a `Call` and gets an `Outcome` back; nothing else about the way a
+handler runs (threads, the event loop, later worker processes) leaks out of this package.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from router.specs import FunctionSpec
+
+Status = Literal["succeeded", "failed", "timed_out"]
+
+
+@dataclass(frozen=True)
+class Call:
+    function: str
+    spec: FunctionSpec
+    event: Any
+    request_id: str
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An error as Lambda reports one: errorType, errorMessage, stackTrace."""
+
+    type: str
+    message: str
+    trace: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        return cls(type(exc).__name__, str(exc), [line.rstrip("\n") for line in frames])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"errorType": self.type, "errorMessage": self.message, "stackTrace": self.trace}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    duration_ms: float
+    result: Any = None
+    error: ErrorInfo | None = None
+
+    @property
+    def billed_ms(self) -> int:
+        """Billed duration, rounded up to the next millisecond as Lambda bills."""
+        return max(1, -int(-self.duration_ms // 1))
+
+
+class Executor(Protocol):
+    async def run(self, call: Call) -> Outcome: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,79 @@
+"""Handlers run inside the router's own process: `async def` on the event loop, plain
+functions on a thread pool so they never block the loop (a blocked loop stops AMQP heartbeats).
+
+A thread cannot be killed: on timeout the invocation ends `timed_out` at once and the thread is
+left to finish in the background. Worker processes (`isolation: process`) lift that limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from router import loader
+from router.context import LambdaContext
+from router.executors import Call, ErrorInfo, Outcome
+
+
+class LocalExecutor:
+    def __init__(self, thread_workers: int) -> None:
+        self._threads = ThreadPoolExecutor(thread_workers, thread_name_prefix="handler")
+        self._handlers: dict[str, loader.Handler] = {}
+
+    async def run(self, call: Call) -> Outcome:
+        started = time.perf_counter()
+        try:
+            handler = self._handler(call.spec.handler)
+        except loader.HandlerError as exc:
+            return Outcome("failed", _elapsed_ms(started), error=ErrorInfo(exc.kind, str(exc)))
+        context = LambdaContext.create(
+            call.function,
+            call.spec.version,
+            call.spec.memory_mb,
+            call.request_id,
+            call.spec.timeout_s,
+        )
+        try:
+            result = await asyncio.wait_for(
+                self._start(handler, call.event, context), call.spec.timeout_s
+            )
+        except TimeoutError:
+            message = f"Task timed out after {call.spec.timeout_s:.2f} seconds"
+            return Outcome(
+                "timed_out", _elapsed_ms(started), error=ErrorInfo("TimeoutError", message)
+            )
+        except Exception as exc:
+            return Outcome("failed", _elapsed_ms(started), error=ErrorInfo.from_exception(exc))
+        return _marshalled(result, _elapsed_ms(started))
+
+    def _handler(self, reference: str) -> loader.Handler:
+        handler = self._handlers.get(reference)
+        if handler is None:
+            handler = self._handlers[reference] = loader.load(reference)
+        return handler
+
+    def _start(self, handler: loader.Handler, event: Any, context: LambdaContext) -> Any:
+        if loader.is_async(handler):
+            return handler(event, context)
+        return asyncio.get_running_loop().run_in_executor(self._threads, handler, event, context)
+
+    async def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _marshalled(result: Any, duration_ms: float) -> Outcome:
+    """Results must be JSON, as Lambda's are; anything else fails like Lambda's MarshalError."""
+    try:
+        orjson.dumps(result)
+    except TypeError as exc:
+        error = ErrorInfo("Runtime.MarshalError", f"Unable to marshal response: {exc}")
+        return Outcome("failed", duration_ms, error=error)
+    return Outcome("succeeded", duration_ms, result=result)

@@ -1,0 +1,62 @@
+"""Finding handlers: `module:attr` strings to callables, and decorated handlers in modules."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import pkgutil
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+Handler = Callable[[Any, Any], Any]
+
+
+class HandlerError(Exception):
+    """The handler cannot be loaded; `kind` is Lambda's error type for it."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def load(reference: str) -> Handler:
+    module_name, _, attr = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise HandlerError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+    if not callable(target):
+        raise HandlerError(
+            "Runtime.HandlerNotFound", f"Handler '{attr}' missing on module '{module_name}'"
+        )
+    handler: Handler = target
+    return handler
+
+
+def module_exists(reference: str) -> bool:
+    """Whether the handler's module can be found, without running its code."""
+    module_name = reference.partition(":")[0]
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def is_async(handler: Handler) -> bool:
+    return inspect.iscoroutinefunction(handler)
+
+
+def walk_modules(names: tuple[str, ...]) -> Iterator[ModuleType]:
+    """Import the named modules and, for packages, every module inside them."""
+    for name in names:
+        module = importlib.import_module(name)
+        yield module
+        for info in pkgutil.walk_packages(getattr(module, "__path__", []), f"{name}."):
+            yield importlib.import_module(info.name)

@@ -1,0 +1,46 @@
+"""Every Redis key and AMQP name the router uses, in one place, all under the namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Names:
+    namespace: str
+
+    # Redis
+    @property
+    def functions(self) -> str:
+        return f"{self.namespace}:functions"
+
+    @property
+    def triggers(self) -> str:
+        return f"{self.namespace}:triggers"
+
+    @property
+    def registry_version(self) -> str:
+        return f"{self.namespace}:registry:version"
+
+    @property
+    def registry_channel(self) -> str:
+        return f"{self.namespace}:registry:changed"
+
+    def invocation(self, invocation_id: str) -> str:
+        return f"{self.namespace}:invocation:{invocation_id}"
+
+    # AMQP
+    @property
+    def work_exchange(self) -> str:
+        """Direct exchange routing to function queues by function name (async webhooks, retries)."""
+        return f"{self.namespace}.work"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    def queue(self, function: str) -> str:
+        return f"{self.namespace}.fn.{function}"
+
+    def dead_letter_queue(self, function: str) -> str:
+        return f"{self.namespace}.fn.{function}.dlq"

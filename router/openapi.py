@@ -1,0 +1,204 @@
+"""The admin API's OpenAPI 3.1 document, built from the same pydantic models that validate."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+from pydantic import TypeAdapter
+
+from router.invocations import Invocation
+from router.responses import json_response
+from router.specs import NAME_PATTERN, FunctionSpec, TriggerSpec
+
+REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF + name}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, **(_json(schema) if schema else {})}
+
+
+ERRORS = {
+    "400": _answer("invalid input; the body names the field", _ref("Error")),
+    "401": _answer("missing or wrong bearer token", _ref("Error")),
+    "403": _answer("no token configured and the client is not loopback", _ref("Error")),
+    "404": _answer("not found", _ref("Error")),
+    "503": _answer("Redis or RabbitMQ unavailable", _ref("Error")),
+}
+NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": NAME_PATTERN},
+}
+
+
+def _crud(kind: str, schema: str, listing: str) -> dict[str, Any]:
+    item = _ref(schema + "Record")
+    return {
+        f"/{listing}": {
+            "get": {
+                "summary": f"List {listing}",
+                "operationId": f"list_{listing}",
+                "responses": {
+                    "200": _answer(
+                        "all",
+                        {
+                            "type": "object",
+                            "required": [listing],
+                            "properties": {listing: {"type": "array", "items": item}},
+                        },
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        f"/{listing}/{{name}}": {
+            "parameters": [NAME],
+            "get": {
+                "summary": f"Get a {kind}",
+                "operationId": f"get_{kind}",
+                "responses": {"200": _answer(kind, item), **ERRORS},
+            },
+            "put": {
+                "summary": f"Create or replace a {kind}",
+                "operationId": f"put_{kind}",
+                "requestBody": {"required": True, **_json(_ref(schema))},
+                "responses": {
+                    "200": _answer("replaced", item),
+                    "201": _answer("created", item),
+                    "409": _answer("conflict", _ref("Error")),
+                    **ERRORS,
+                },
+            },
+            "delete": {
+                "summary": f"Delete a {kind}",
+                "operationId": f"delete_{kind}",
+                "responses": {
+                    "204": _answer("deleted"),
+                    "409": _answer("still in use", _ref("Error")),
+                    **ERRORS,
+                },
+            },
+        },
+    }
+
+
+def _invoke() -> dict[str, Any]:
+    return {
+        "/functions/{name}/invoke": {
+            "post": {
+                "summary": "Invoke a function with the request body as its event",
+                "operationId": "invoke",
+                "parameters": [
+                    NAME,
+                    {
+                        "name": "mode",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["sync", "async"], "default": "sync"},
+                    },
+                ],
+                "requestBody": {"required": True, **_json({})},
+                "responses": {
+                    "200": _answer("the function's result", {}),
+                    "202": _answer("queued", _ref("Accepted")),
+                    "502": _answer("the function failed", _ref("FunctionError")),
+                    "504": _answer("the function timed out", _ref("FunctionError")),
+                    "413": _answer("event too large", _ref("Error")),
+                    **ERRORS,
+                },
+            }
+        }
+    }
+
+
+def _invocations() -> dict[str, Any]:
+    return {
+        "/invocations/{id}": {
+            "get": {
+                "summary": "An async invocation's record",
+                "operationId": "get_invocation",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": _answer("the record", _ref("Invocation")), **ERRORS},
+            }
+        }
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    adapter: TypeAdapter[Any] = TypeAdapter(TriggerSpec)
+    defs: dict[str, Any] = {}
+    function = FunctionSpec.model_json_schema(ref_template=REF + "{model}")
+    trigger = adapter.json_schema(ref_template=REF + "{model}")
+    invocation = Invocation.model_json_schema(ref_template=REF + "{model}")
+    for schema in (function, trigger, invocation):
+        defs.update(schema.pop("$defs", {}))
+    named = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+    return {
+        **defs,
+        "Function": function,
+        "FunctionRecord": {"allOf": [_ref("Function"), named]},
+        "Trigger": trigger,
+        "TriggerRecord": {"allOf": [_ref("Trigger"), named]},
+        "Invocation": invocation,
+        "Accepted": {
+            "type": "object",
+            "required": ["invocation_id"],
+            "properties": {"invocation_id": {"type": "string"}},
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string"},
+                "field": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "FunctionError": {
+            "type": "object",
+            "required": ["errorType", "errorMessage"],
+            "properties": {
+                "errorType": {"type": "string"},
+                "errorMessage": {"type": "string"},
+                "stackTrace": {"type": "array", "items": {"type": "string"}},
+                "requestId": {"type": "string"},
+            },
+        },
+    }
+
+
+@cache
+def build() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "trigger-router admin API", "version": "1"},
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            **_crud("function", "Function", "functions"),
+            **_crud("trigger", "Trigger", "triggers"),
+            **_invoke(),
+            **_invocations(),
+        },
+    }
+
+
+async def document(request: web.Request) -> web.Response:
+    return json_response(build())

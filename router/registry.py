@@ -1,0 +1,255 @@
+"""The registry: functions and triggers in Redis, and the in-memory copy every replica routes from.
+
+Redis is the source of truth. Every write bumps a monotonic version and publishes a hint; each
+replica reloads when the hint arrives or when its poll sees a newer version (pub/sub is
+at-most-once), and never replaces a good copy with an older one. The hot path reads only memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, WatchError
+
+from router.names import Names
+from router.specs import AmqpTrigger, FunctionSpec, TriggerSpec, WebhookTrigger
+
+log = logging.getLogger("router.registry")
+
+Trigger = WebhookTrigger | AmqpTrigger
+TRIGGER = TypeAdapter[Trigger](TriggerSpec)
+T = TypeVar("T")
+
+
+class RegistryError(Exception):
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(RegistryError):
+    status = 404
+
+
+class Conflict(RegistryError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int = 0
+    functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
+    triggers: Mapping[str, Trigger] = field(default_factory=dict)
+
+    def amqp_triggers_of(self, function: str) -> dict[str, AmqpTrigger]:
+        return {
+            name: t
+            for name, t in self.triggers.items()
+            if isinstance(t, AmqpTrigger) and t.function == function
+        }
+
+    def triggers_of(self, function: str) -> list[str]:
+        return sorted(name for name, t in self.triggers.items() if t.function == function)
+
+
+class RegistryStore:
+    """Reads and atomic writes of the registry in Redis."""
+
+    def __init__(self, redis: Redis, names: Names) -> None:
+        self._redis = redis
+        self._names = names
+
+    async def load(self) -> Snapshot:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._names.registry_version)
+            pipe.hgetall(self._names.functions)
+            pipe.hgetall(self._names.triggers)
+            version, functions, triggers = await pipe.execute()
+        return Snapshot(
+            int(version or 0),
+            _parsed(functions, FunctionSpec.model_validate_json, "function"),
+            _parsed(triggers, TRIGGER.validate_json, "trigger"),
+        )
+
+    async def version(self) -> int:
+        return int(await self._redis.get(self._names.registry_version) or 0)
+
+    async def get_function(self, name: str) -> FunctionSpec:
+        raw = await self._redis.hget(self._names.functions, name)
+        if raw is None:
+            raise NotFound(f"function {name!r} does not exist")
+        return FunctionSpec.model_validate_json(raw)
+
+    async def get_trigger(self, name: str) -> Trigger:
+        raw = await self._redis.hget(self._names.triggers, name)
+        if raw is None:
+            raise NotFound(f"trigger {name!r} does not exist")
+        return TRIGGER.validate_json(raw)
+
+    async def put_function(self, name: str, spec: FunctionSpec) -> tuple[FunctionSpec, bool]:
+        """Store `spec`, bumping its version when it changed. Returns (stored, created)."""
+
+        async def step(pipe: Pipeline) -> tuple[FunctionSpec, bool]:
+            raw = await pipe.hget(self._names.functions, name)
+            old = None if raw is None else FunctionSpec.model_validate_json(raw)
+            if old is not None and old.same_definition(spec):
+                pipe.multi()
+                return old, False
+            stored = spec.model_copy(update={"version": (old.version if old else 0) + 1})
+            pipe.multi()
+            pipe.hset(self._names.functions, name, stored.model_dump_json())
+            self._bump(pipe)
+            return stored, old is None
+
+        return await self._transaction((self._names.functions,), step)
+
+    async def delete_function(self, name: str) -> None:
+        async def step(pipe: Pipeline) -> None:
+            if not await pipe.hexists(self._names.functions, name):
+                raise NotFound(f"function {name!r} does not exist")
+            users = [
+                trigger
+                for trigger, raw in (await pipe.hgetall(self._names.triggers)).items()
+                if orjson.loads(raw).get("function") == name
+            ]
+            if users:
+                listed = ", ".join(sorted(u.decode() for u in users))
+                raise Conflict(
+                    f"function {name!r} is used by triggers: {listed}; delete them first"
+                )
+            pipe.multi()
+            pipe.hdel(self._names.functions, name)
+            self._bump(pipe)
+
+        await self._transaction((self._names.functions, self._names.triggers), step)
+
+    async def put_trigger(self, name: str, trigger: Trigger) -> bool:
+        """Store a trigger whose function exists. Returns whether it was created."""
+
+        async def step(pipe: Pipeline) -> bool:
+            if not await pipe.hexists(self._names.functions, trigger.function):
+                raise RegistryError(
+                    f"function {trigger.function!r} does not exist; create it first", "function"
+                )
+            created = not await pipe.hexists(self._names.triggers, name)
+            pipe.multi()
+            pipe.hset(self._names.triggers, name, trigger.model_dump_json())
+            self._bump(pipe)
+            return created
+
+        return await self._transaction((self._names.functions, self._names.triggers), step)
+
+    async def delete_trigger(self, name: str) -> Trigger:
+        async def step(pipe: Pipeline) -> Trigger:
+            raw = await pipe.hget(self._names.triggers, name)
+            if raw is None:
+                raise NotFound(f"trigger {name!r} does not exist")
+            pipe.multi()
+            pipe.hdel(self._names.triggers, name)
+            self._bump(pipe)
+            return TRIGGER.validate_json(raw)
+
+        return await self._transaction((self._names.triggers,), step)
+
+    def _bump(self, pipe: Pipeline) -> None:
+        pipe.incr(self._names.registry_version)
+        pipe.publish(self._names.registry_channel, b"changed")
+
+    async def _transaction(
+        self, keys: tuple[str, ...], step: Callable[[Pipeline], Awaitable[T]]
+    ) -> T:
+        """Optimistic transaction: WATCH the keys, read, queue writes; retry if another wrote."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(*keys)
+                    result = await step(pipe)
+                    await pipe.execute()
+                    return result
+                except WatchError:
+                    continue
+
+
+def _parsed(raw: Mapping[bytes, bytes], parse: Callable[[bytes], T], kind: str) -> dict[str, T]:
+    parsed: dict[str, T] = {}
+    for name, value in raw.items():
+        try:
+            parsed[name.decode()] = parse(value)
+        except ValidationError as exc:
+            log.error("skipping invalid %s %r in the registry: %s", kind, name, exc)
+    return parsed
+
+
+Listener = Callable[[Snapshot], Awaitable[None]]
+
+
+class Registry:
+    """The replica's in-memory registry, kept current by `watch()`."""
+
+    def __init__(self, store: RegistryStore, redis: Redis, names: Names, poll_s: float) -> None:
+        self.store = store
+        self.snapshot = Snapshot()
+        self.loaded = False
+        self.refreshed_at = 0.0
+        self._redis = redis
+        self._names = names
+        self._poll_s = poll_s
+        self._listeners: list[Listener] = []
+
+    def on_change(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def refresh(self) -> bool:
+        """Load from Redis; apply only a newer version (or the first one). Returns if applied."""
+        fresh = await self.store.load()
+        self.refreshed_at = time.time()
+        if self.loaded and fresh.version <= self.snapshot.version:
+            if fresh.version < self.snapshot.version:
+                log.warning(
+                    "registry in Redis is at version %d, older than ours (%d); keeping ours",
+                    fresh.version,
+                    self.snapshot.version,
+                )
+            return False
+        self.snapshot, self.loaded = fresh, True
+        log.info(
+            "registry version %d: %d functions, %d triggers",
+            fresh.version,
+            len(fresh.functions),
+            len(fresh.triggers),
+        )
+        for listener in self._listeners:
+            await listener(fresh)
+        return True
+
+    async def watch(self) -> None:
+        """Follow changes forever: a pub/sub hint wakes us early, the poll catches lost hints."""
+        while True:
+            try:
+                await self._follow()
+            except (RedisError, OSError) as exc:
+                log.warning("registry watch lost Redis (%s); retrying", exc)
+                await asyncio.sleep(self._poll_s)
+
+    async def _follow(self) -> None:
+        async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(self._names.registry_channel)
+            while True:
+                await pubsub.get_message(timeout=self._poll_s)
+                if await self.store.version() != self.snapshot.version or not self.loaded:
+                    await self.refresh()
+
+
+def dump_trigger(trigger: Trigger) -> dict[str, Any]:
+    return trigger.model_dump()

@@ -1,0 +1,70 @@
+"""JSON responses and errors: every error the router answers is JSON naming its cause."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def json_error(
+    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    return json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+def unavailable(message: str, retry_after_s: int = 5) -> web.Response:
+    return json_error(503, message, headers={"Retry-After": str(retry_after_s)})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, refusing more than `limit` bytes without reading past it (chunked too)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """A JSON request body; raises web.HTTPException-compatible JSON errors."""
+    try:
+        raw = await read_limited(request, limit)
+    except BodyTooLarge:
+        raise HttpError(413, f"request body is larger than {limit} bytes") from None
+    if not raw.strip():
+        raise HttpError(400, "request body is empty; a JSON document is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, f"request body is not valid JSON: {exc}") from None
+
+
+class HttpError(Exception):
+    """Raised by handlers; the error middleware turns it into a JSON error response."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+    def response(self) -> web.Response:
+        return json_error(self.status, str(self), **self.extra)

@@ -1,0 +1,84 @@
+"""One typed settings object, built once from the environment (and `serve` flags) and passed in."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+PREFIX = "ROUTER_"
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    redis_url: str = "redis://localhost:6379/0"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    namespace: str = "router"
+    admin_token: str = ""
+    handlers: tuple[str, ...] = ("handlers",)
+    invocation_ttl_s: int = 86400
+    registry_poll_s: float = 0.5
+    publish_timeout_s: float = 5.0
+    max_body_bytes: int = 6 * 1024 * 1024
+    thread_workers: int = 32
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `ROUTER_*` variables; explicit overrides (CLI flags) win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = overrides.get(f.name)
+            if raw is None:
+                raw = env.get(PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f, raw)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"ROUTER_PORT must be 1-65535, got {self.port}")
+        if not self.namespace or not self.namespace.replace("-", "").replace("_", "").isalnum():
+            raise SettingsError(
+                f"ROUTER_NAMESPACE must be letters, digits, '-' or '_', got {self.namespace!r}"
+            )
+        for name in ("amqp_url", "redis_url"):
+            url = getattr(self, name)
+            scheme = url.split("://", 1)[0]
+            expected = ("amqp", "amqps") if name == "amqp_url" else ("redis", "rediss", "unix")
+            if scheme not in expected or "://" not in url:
+                raise SettingsError(f"ROUTER_{name.upper()} must be a {expected[0]}:// URL")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    variable = PREFIX + f.name.upper()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{variable} must be a number, got {raw!r}") from None
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw

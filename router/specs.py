@@ -1,0 +1,121 @@
+"""The registry's records: validated function and trigger specs.
+
+Pydantic gives us the validation and the JSON Schema for the OpenAPI document; every error
+names the field that caused it. Unknown fields are refused so a typo never silently means
+"default".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from router import filters
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+_NAME = re.compile(NAME_PATTERN)
+
+# Server-managed fields a client may send back unchanged (GET, edit, PUT) and that we ignore.
+READ_ONLY_FIELDS = ("name", "version", "updated_at")
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Concurrency(Spec):
+    min: int = Field(0, ge=0, le=1000, description="environments kept warm; 0 scales to zero")
+    max: int = Field(10, ge=1, le=1000, description="most environments at once")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Concurrency:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class RetryPolicy(Spec):
+    max_attempts: int = Field(3, ge=1, le=100, description="runs before dead-lettering")
+    backoff_s: float = Field(1.0, ge=0, le=3600)
+    backoff_max_s: float = Field(300.0, ge=0, le=86400)
+    max_event_age_s: float = Field(21600.0, gt=0, le=7 * 86400)
+
+
+class FunctionSpec(Spec):
+    handler: str = Field(pattern=HANDLER_PATTERN, description="importable `module:attr`")
+    isolation: Literal["process", "thread", "inline"] = "process"
+    timeout_s: float = Field(3.0, gt=0, le=900)
+    memory_mb: int = Field(128, ge=32, le=10240)
+    concurrency: Concurrency = Concurrency()
+    retry: RetryPolicy = RetryPolicy()
+    env: dict[str, str] = Field(default_factory=dict)
+    idempotent: bool = False
+    description: str = Field("", max_length=1024)
+    version: int = Field(0, ge=0, description="bumped by the registry on every change")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"invalid environment variable name {key!r}")
+        return env
+
+    def same_definition(self, other: FunctionSpec) -> bool:
+        """Equal apart from the registry-managed version."""
+        return self.model_dump(exclude={"version"}) == other.model_dump(exclude={"version"})
+
+
+class Verify(Spec):
+    scheme: Literal["none"] = "none"
+
+
+class TriggerBase(Spec):
+    function: str = Field(pattern=NAME_PATTERN)
+    filter: dict[str, Any] | None = Field(
+        None, description="an AWS event pattern matched against the event"
+    )
+    description: str = Field("", max_length=1024)
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_compiles(cls, pattern: dict[str, Any] | None) -> dict[str, Any] | None:
+        if pattern is not None:
+            filters.validate(pattern)
+        return pattern
+
+
+Method = Literal["*", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class WebhookTrigger(TriggerBase):
+    type: Literal["webhook"]
+    mode: Literal["sync", "async"] = "sync"
+    methods: list[Method] = Field(
+        default_factory=lambda: ["POST"], min_length=1, description='HTTP methods; "*" for any'
+    )
+    verify: Verify = Verify()
+
+
+class AmqpTrigger(TriggerBase):
+    type: Literal["amqp"]
+    exchange: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")
+    exchange_type: Literal["direct", "topic", "fanout", "headers"] = "topic"
+    routing_key: str = Field("#", max_length=255)
+
+
+TriggerSpec = Annotated[WebhookTrigger | AmqpTrigger, Field(discriminator="type")]
+
+
+def strip_read_only(payload: Any) -> Any:
+    """Drop server-managed fields from a client payload, so GET output can be PUT back."""
+    if isinstance(payload, dict):
+        return {k: v for k, v in payload.items() if k not in READ_ONLY_FIELDS}
+    return payload

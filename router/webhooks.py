@@ -1,0 +1,149 @@
+"""`/hooks/{trigger}`: webhook ingress, answered as a Lambda function URL would answer.
+
+A path below the trigger (`/hooks/{trigger}/users/1`) reaches the same function with
+`rawPath` `/users/1`, so an app written for a function URL routes as it does there.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from router import events, filters
+from router.broker import BrokerError
+from router.executors import Outcome
+from router.registry import Snapshot
+from router.responses import BodyTooLarge, json_error, read_limited, unavailable
+from router.services import Services, services
+from router.specs import WebhookTrigger
+
+log = logging.getLogger("router.webhooks")
+
+
+async def hook(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    name = request.match_info["trigger"]
+    response = await _answer(request, svc, name)
+    known = name in svc.registry.snapshot.triggers
+    svc.metrics.webhook(name if known else "", response.status)
+    return response
+
+
+async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamResponse:
+    if not svc.registry.loaded:
+        return unavailable("the registry is not loaded yet")
+    snapshot = svc.registry.snapshot
+    trigger = snapshot.triggers.get(name)
+    if not isinstance(trigger, WebhookTrigger) or trigger.function not in snapshot.functions:
+        return json_error(404, f"no webhook trigger named {name!r}")
+    if "*" not in trigger.methods and request.method not in trigger.methods:
+        return json_error(
+            405,
+            f"trigger {name!r} accepts {', '.join(trigger.methods)}",
+            headers={"Allow": ", ".join(trigger.methods)},
+        )
+    try:
+        body = await read_limited(request, svc.settings.max_body_bytes)
+    except BodyTooLarge:
+        return json_error(413, f"body is larger than {svc.settings.max_body_bytes} bytes")
+    request_id = events.new_id()
+    event = events.webhook_event(_http_request(request, body), request_id, events.utcnow())
+    if trigger.filter is not None and not filters.matches(trigger.filter, filter_view(event)):
+        svc.metrics.filtered.labels(trigger.function, name).inc()
+        return web.json_response({"filtered": True}, status=202 if trigger.mode == "async" else 200)
+    event_id = events.webhook_event_id(event["headers"])
+    if trigger.mode == "async":
+        return await _enqueue(svc, snapshot, name, trigger, event, event_id, request_id)
+    return await _run(svc, snapshot, trigger, event, request_id)
+
+
+async def _enqueue(
+    svc: Services,
+    snapshot: Snapshot,
+    name: str,
+    trigger: WebhookTrigger,
+    event: dict[str, Any],
+    event_id: str | None,
+    request_id: str,
+) -> web.StreamResponse:
+    version = snapshot.functions[trigger.function].version
+    try:
+        invocation_id = await svc.ingress.enqueue(
+            trigger.function, version, event, event_id, name, invocation_id=request_id
+        )
+    except BrokerError as exc:
+        log.warning("async webhook %s not accepted: %s", name, exc)
+        return unavailable("the event could not be queued; retry later")
+    return web.json_response({"invocation_id": invocation_id}, status=202)
+
+
+async def _run(
+    svc: Services,
+    snapshot: Snapshot,
+    trigger: WebhookTrigger,
+    event: dict[str, Any],
+    request_id: str,
+) -> web.StreamResponse:
+    spec = snapshot.functions[trigger.function]
+    outcome = await svc.invoker.invoke(trigger.function, spec, event, request_id)
+    return function_url_answer(outcome, request_id)
+
+
+def function_url_answer(outcome: Outcome, request_id: str) -> web.Response:
+    """A function error answers 502 (504 on timeout) without leaking the handler's details."""
+    headers = {"X-Request-Id": request_id}
+    if outcome.status == "timed_out":
+        return json_error(504, "the function timed out", request_id=request_id, headers=headers)
+    if outcome.error is not None:
+        return json_error(
+            502,
+            "the function failed",
+            errorType=outcome.error.type,
+            request_id=request_id,
+            headers=headers,
+        )
+    try:
+        mapped = events.checked_response(outcome.result)
+    except events.ResponseError as exc:
+        return json_error(502, str(exc), request_id=request_id, headers=headers)
+    response = web.Response(status=mapped.status, body=mapped.body)
+    for header, value in mapped.headers:
+        response.headers.add(header, value)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def filter_view(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as filters see it: a JSON body decoded, as Lambda event filtering does."""
+    body = event.get("body")
+    if not isinstance(body, str) or event.get("isBase64Encoded"):
+        return event
+    try:
+        return {**event, "body": orjson.loads(body)}
+    except orjson.JSONDecodeError:
+        return event
+
+
+def _http_request(request: web.Request, body: bytes) -> events.HttpRequest:
+    tail = request.match_info.get("tail", "")
+    peer = request.remote or ""
+    return events.HttpRequest(
+        method=request.method,
+        path="/" + tail,
+        query_string=request.query_string,
+        headers=request.headers.items(),
+        body=body,
+        source_ip=peer,
+        host=request.host,
+        protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+    )
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.route("*", "/hooks/{trigger}", hook),
+        web.route("*", "/hooks/{trigger}/{tail:.*}", hook),
+    ]
