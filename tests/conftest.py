@@ -1,0 +1,183 @@
+"""Fixtures for end-to-end tests: a real router process against the real Redis and RabbitMQ,
+isolated by a namespace of its own and cleaned up afterwards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pika
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+FNLIB = Path(__file__).resolve().parent / "fnlib"
+REDIS_URL = os.environ.get("ROUTER_REDIS_URL", "redis://localhost:6379/0")
+AMQP_URL = os.environ.get("ROUTER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Router:
+    """A running `trigger-router serve` and a client for it."""
+
+    def __init__(self, namespace: str, port: int, process: subprocess.Popen[bytes], log: Path):
+        self.namespace = namespace
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = process
+        self.log = log
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.redis = redis.Redis.from_url(REDIS_URL)
+
+    def put_function(self, name: str, **spec: Any) -> httpx.Response:
+        response = self.http.put(f"/api/v1/functions/{name}", json=spec)
+        assert response.status_code in (200, 201), response.text
+        return response
+
+    def put_trigger(self, name: str, **spec: Any) -> httpx.Response:
+        response = self.http.put(f"/api/v1/triggers/{name}", json=spec)
+        assert response.status_code in (200, 201), response.text
+        return response
+
+    def invocation(self, invocation_id: str, until: tuple[str, ...], timeout: float = 20) -> Any:
+        deadline = time.monotonic() + timeout
+        record = None
+        while time.monotonic() < deadline:
+            response = self.http.get(f"/api/v1/invocations/{invocation_id}")
+            if response.status_code == 200:
+                record = response.json()
+                if record["status"] in until:
+                    return record
+            time.sleep(0.05)
+        raise AssertionError(f"invocation {invocation_id} never reached {until}: {record}")
+
+    def ledger(self, function: str) -> list[Any]:
+        import json
+
+        raw = self.redis.lrange(f"{self.namespace}:ledger:{function}", 0, -1)
+        return [json.loads(item) for item in raw]
+
+    def wait_ledger(self, function: str, count: int, timeout: float = 20) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entries = self.ledger(function)
+            if len(entries) >= count:
+                return entries
+            time.sleep(0.05)
+        raise AssertionError(f"{function} ran {len(self.ledger(function))} times, not {count}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample from /metrics (0 when absent)."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in self.http.get("/metrics").text.splitlines():
+            if line.startswith("#"):
+                continue
+            sample, _, value = line.rpartition(" ")
+            metric, _, rest = sample.partition("{")
+            given = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+            if metric == name and given == wanted:
+                return float(value)
+        return 0.0
+
+
+def start_router(namespace: str, **env: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    log = Path(f"/tmp/router-{namespace}-{port}.log")
+    environment = {
+        **os.environ,
+        "ROUTER_NAMESPACE": namespace,
+        "ROUTER_PORT": str(port),
+        "ROUTER_REDIS_URL": REDIS_URL,
+        "ROUTER_AMQP_URL": AMQP_URL,
+        "PYTHONPATH": os.pathsep.join([str(FNLIB), str(ROOT)]),
+        **env,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve"], env=environment, stdout=out,
+            stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+    return process, port, log
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"router exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"router not ready within {timeout}s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def cleanup(namespace: str) -> None:
+    """Remove everything a namespace created in Redis and RabbitMQ."""
+    client = redis.Redis.from_url(REDIS_URL)
+    functions = [f.decode() for f in client.hkeys(f"{namespace}:functions")]
+    keys = list(client.scan_iter(f"{namespace}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    for function in functions:
+        channel.queue_delete(f"{namespace}.fn.{function}")
+        channel.queue_delete(f"{namespace}.fn.{function}.dlq")
+    for exchange in (f"{namespace}.work", f"{namespace}.dlx", f"{namespace}-orders"):
+        channel.exchange_delete(exchange)
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def router(namespace: str) -> Iterator[Router]:
+    process, port, log = start_router(namespace)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log)
+        yield Router(namespace, port, process, log)
+    finally:
+        stop(process)
+        cleanup(namespace)
+
+
+@pytest.fixture(scope="session")
+def amqp() -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    yield channel
+    connection.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,80 @@
+"""Handlers the end-to-end tests register. Each records its runs in a Redis ledger so tests can
+count executions exactly (the ledger key lives under the test run's namespace)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+import redis
+
+_client = redis.Redis.from_url(os.environ.get("ROUTER_REDIS_URL", "redis://localhost:6379/0"))
+
+
+def ledger_key(function: str) -> str:
+    return f"{os.environ['ROUTER_NAMESPACE']}:ledger:{function}"
+
+
+def _record(event: Any, context: Any) -> None:
+    entry = {
+        "event": event,
+        "request_id": context.aws_request_id,
+        "context": {
+            "function_name": context.function_name,
+            "function_version": context.function_version,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "request_id": context.request_id,
+            "invoked_function_arn": context.invoked_function_arn,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+        },
+    }
+    _client.rpush(ledger_key(context.function_name), json.dumps(entry))
+
+
+def record(event: Any, context: Any) -> dict[str, Any]:
+    _record(event, context)
+    return {"ok": True, "request_id": context.aws_request_id}
+
+
+async def record_async(event: Any, context: Any) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    _record(event, context)
+    return {"ok": True, "async": True}
+
+
+def fail(event: Any, context: Any) -> None:
+    _record(event, context)
+    raise ValueError("boom")
+
+
+def slow(event: Any, context: Any) -> dict[str, Any]:
+    time.sleep(float(event.get("sleep", 5)) if isinstance(event, dict) else 5)
+    return {"slept": True}
+
+
+def respond(event: Any, context: Any) -> Any:
+    """Returns what the request body asks for: exercises the function URL response mapping."""
+    return json.loads(event["body"])
+
+
+def unserialisable(event: Any, context: Any) -> Any:
+    return {"when": object()}
+
+
+def lambda_tutorial(event: Any, context: Any) -> dict[str, Any]:
+    """As written in AWS's function URL tutorials, unmodified."""
+    body = json.loads(event["body"]) if event.get("body") else {}
+    name = (event.get("queryStringParameters") or {}).get("name", "world")
+    return {
+        "statusCode": 201,
+        "headers": {"Content-Type": "application/json", "X-Custom": "yes"},
+        "cookies": ["session=abc; Path=/"],
+        "body": json.dumps({
+            "message": f"Hello, {name}!",
+            "method": event["requestContext"]["http"]["method"],
+            "received": body,
+        }),
+    }
