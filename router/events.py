@@ -251,7 +251,7 @@ def function_url_response(result: Any) -> HttpResponse:
     elif not isinstance(body, str):
         data = orjson.dumps(body)
     elif result.get("isBase64Encoded"):
-        data = base64.b64decode(body)
+        data = base64.b64decode(body, validate=True)
     else:
         data = body.encode("utf-8")
     if not any(name.lower() == "content-type" for name, _ in headers):

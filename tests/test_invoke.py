@@ -1,0 +1,70 @@
+"""Point 6: Lambda's Invoke through the admin API, sync and async."""
+
+from __future__ import annotations
+
+from tests.conftest import Router, unique
+
+
+def test_sync_invoke_returns_the_result(router: Router) -> None:
+    function = unique("inv")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    response = router.http.post(f"/api/v1/functions/{function}/invoke", json={"a": 1})
+    assert response.status_code == 200
+    assert response.json()["ok"] is True
+    assert router.wait_ledger(function, 1)[0]["event"] == {"a": 1}
+    assert response.headers["X-Amz-Executed-Version"] == "1"
+
+
+def test_async_def_handler_runs_on_the_loop(router: Router) -> None:
+    function = unique("inv")
+    router.put_function(function, handler="testfns:record_async", isolation="inline")
+    response = router.http.post(f"/api/v1/functions/{function}/invoke", json=[1, 2, 3])
+    assert response.json() == {"ok": True, "async": True}
+
+
+def test_sync_invoke_error_has_type_message_trace(router: Router) -> None:
+    function = unique("inv")
+    router.put_function(function, handler="testfns:fail", isolation="thread")
+    response = router.http.post(f"/api/v1/functions/{function}/invoke", json={})
+    assert response.status_code == 502
+    assert response.headers["X-Amz-Function-Error"] == "Unhandled"
+    body = response.json()
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "boom"
+    assert any("raise ValueError" in line for line in body["stackTrace"])
+
+
+def test_unserialisable_result_is_a_marshal_error(router: Router) -> None:
+    function = unique("inv")
+    router.put_function(function, handler="testfns:unserialisable", isolation="thread")
+    response = router.http.post(f"/api/v1/functions/{function}/invoke", json={})
+    assert response.status_code == 502
+    assert response.json()["errorType"] == "Runtime.MarshalError"
+
+
+def test_missing_handler_attribute_is_reported(router: Router) -> None:
+    function = unique("inv")
+    router.put_function(function, handler="testfns:no_such_handler", isolation="thread")
+    response = router.http.post(f"/api/v1/functions/{function}/invoke", json={})
+    assert response.status_code == 502
+    assert response.json()["errorType"] == "Runtime.HandlerNotFound"
+
+
+def test_async_invoke_gives_an_invocation_id(router: Router) -> None:
+    function = unique("inv")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    response = router.http.post(f"/api/v1/functions/{function}/invoke?mode=async", json={"b": 2})
+    assert response.status_code == 202
+    record = router.invocation(response.json()["invocation_id"], ("succeeded",))
+    assert record["result"]["ok"] is True
+    assert record["trigger"] is None
+
+
+def test_invoke_errors(router: Router) -> None:
+    assert router.http.post(f"/api/v1/functions/{unique('x')}/invoke", json={}).status_code == 404
+    function = unique("inv")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    bad_mode = router.http.post(f"/api/v1/functions/{function}/invoke?mode=later", json={})
+    assert bad_mode.status_code == 400 and bad_mode.json()["field"] == "mode"
+    bad_json = router.http.post(f"/api/v1/functions/{function}/invoke", content=b"{")
+    assert bad_json.status_code == 400
+    assert router.ledger(function) == []
