@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -175,7 +176,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except HttpError as exc:
         return exc.response()
     except RegistryError as exc:
-        extra = {"field": exc.field} if exc.field else {}
+        extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
         return json_error(exc.status, str(exc), **extra)
     except RedisError as exc:
         return json_error(503, f"Redis is unavailable: {exc}", headers={"Retry-After": "5"})

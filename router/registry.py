@@ -104,10 +104,10 @@ class RegistryStore:
             raw = await pipe.hget(self._names.functions, name)
             old = None if raw is None else FunctionSpec.model_validate_json(raw)
             if old is not None and old.same_definition(spec):
-                pipe.multi()
+                _multi(pipe)
                 return old, False
             stored = spec.model_copy(update={"version": (old.version if old else 0) + 1})
-            pipe.multi()
+            _multi(pipe)
             pipe.hset(self._names.functions, name, stored.model_dump_json())
             self._bump(pipe)
             return stored, old is None
@@ -124,11 +124,11 @@ class RegistryStore:
                 if orjson.loads(raw).get("function") == name
             ]
             if users:
-                listed = ", ".join(sorted(u.decode() for u in users))
+                listed = ", ".join(sorted(_text(u) for u in users))
                 raise Conflict(
                     f"function {name!r} is used by triggers: {listed}; delete them first"
                 )
-            pipe.multi()
+            _multi(pipe)
             pipe.hdel(self._names.functions, name)
             self._bump(pipe)
 
@@ -143,7 +143,7 @@ class RegistryStore:
                     f"function {trigger.function!r} does not exist; create it first", "function"
                 )
             created = not await pipe.hexists(self._names.triggers, name)
-            pipe.multi()
+            _multi(pipe)
             pipe.hset(self._names.triggers, name, trigger.model_dump_json())
             self._bump(pipe)
             return created
@@ -155,7 +155,7 @@ class RegistryStore:
             raw = await pipe.hget(self._names.triggers, name)
             if raw is None:
                 raise NotFound(f"trigger {name!r} does not exist")
-            pipe.multi()
+            _multi(pipe)
             pipe.hdel(self._names.triggers, name)
             self._bump(pipe)
             return TRIGGER.validate_json(raw)
@@ -179,6 +179,15 @@ class RegistryStore:
                     return result
                 except WatchError:
                     continue
+
+
+def _multi(pipe: Pipeline) -> None:
+    """Switch the pipeline from reading (after WATCH) to queueing the transaction."""
+    pipe.multi()  # type: ignore[no-untyped-call]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _parsed(raw: Mapping[bytes, bytes], parse: Callable[[bytes], T], kind: str) -> dict[str, T]:

@@ -95,11 +95,15 @@ class TriggerBase(Spec):
 Method = Literal["*", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
+def _post_only() -> list[Method]:
+    return ["POST"]
+
+
 class WebhookTrigger(TriggerBase):
     type: Literal["webhook"]
     mode: Literal["sync", "async"] = "sync"
     methods: list[Method] = Field(
-        default_factory=lambda: ["POST"], min_length=1, description='HTTP methods; "*" for any'
+        default_factory=_post_only, min_length=1, description='HTTP methods; "*" for any'
     )
     verify: Verify = Verify()
 

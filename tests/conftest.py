@@ -107,8 +107,11 @@ def start_router(namespace: str, **env: str) -> tuple[subprocess.Popen[bytes], i
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve"], env=environment, stdout=out,
-            stderr=subprocess.STDOUT, cwd=ROOT,
+            [sys.executable, "-m", "router", "serve"],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
     return process, port, log
 

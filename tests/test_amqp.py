@@ -15,24 +15,47 @@ def orders_trigger(router: Router, exchange: str = "") -> tuple[str, str, str]:
     function, trigger = unique("orders"), unique("orders")
     exchange = exchange or f"{router.namespace}-orders"
     router.put_function(function, handler="testfns:record", timeout_s=10, isolation="thread")
-    router.put_trigger(trigger, function=function, type="amqp", exchange=exchange,
-                       exchange_type="topic", routing_key="order.#",
-                       filter={"body": {"region": ["eu"]}})
+    router.put_trigger(
+        trigger,
+        function=function,
+        type="amqp",
+        exchange=exchange,
+        exchange_type="topic",
+        routing_key="order.#",
+        filter={"body": {"region": ["eu"]}},
+    )
     return function, trigger, exchange
 
 
-def publish(channel: pika.channel.Channel, exchange: str, key: str, body: dict[str, object],
-            **properties: object) -> None:
-    channel.basic_publish(exchange, key, json.dumps(body).encode(),
-                          pika.BasicProperties(content_type="application/json", **properties),
-                          mandatory=True)
+def publish(
+    channel: pika.channel.Channel,
+    exchange: str,
+    key: str,
+    body: dict[str, object],
+    **properties: object,
+) -> None:
+    channel.basic_publish(
+        exchange,
+        key,
+        json.dumps(body).encode(),
+        pika.BasicProperties(content_type="application/json", **properties),
+        mandatory=True,
+    )
 
 
-def test_amqp_message_runs_once_with_event_shape(router: Router, amqp: pika.channel.Channel
-                                                 ) -> None:
-    function, trigger, exchange = orders_trigger(router)
-    publish(amqp, exchange, "order.eu.created", {"region": "eu", "id": 1},
-            message_id="order-1", correlation_id="corr-1", headers={"tenant": "acme"})
+def test_amqp_message_runs_once_with_event_shape(
+    router: Router, amqp: pika.channel.Channel
+) -> None:
+    function, _trigger, exchange = orders_trigger(router)
+    publish(
+        amqp,
+        exchange,
+        "order.eu.created",
+        {"region": "eu", "id": 1},
+        message_id="order-1",
+        correlation_id="corr-1",
+        headers={"tenant": "acme"},
+    )
     entries = router.wait_ledger(function, 1)
     time.sleep(0.5)
     assert len(router.ledger(function)) == 1
@@ -64,8 +87,9 @@ def test_filtered_message_is_counted_not_run(router: Router, amqp: pika.channel.
     assert len(router.ledger(function)) == 1
 
 
-def test_amqp_invocations_are_recorded_with_event_id(router: Router, amqp: pika.channel.Channel
-                                                    ) -> None:
+def test_amqp_invocations_are_recorded_with_event_id(
+    router: Router, amqp: pika.channel.Channel
+) -> None:
     function, _, exchange = orders_trigger(router)
     publish(amqp, exchange, "order.eu.paid", {"region": "eu"}, message_id="evt-9")
     entry = router.wait_ledger(function, 1)[0]
@@ -75,12 +99,25 @@ def test_amqp_invocations_are_recorded_with_event_id(router: Router, amqp: pika.
 
 def test_cloudevents_attributes_are_exposed(router: Router, amqp: pika.channel.Channel) -> None:
     function, _, exchange = orders_trigger(router)
-    publish(amqp, exchange, "order.eu.created", {"region": "eu"}, headers={
-        "cloudEvents:specversion": "1.0", "cloudEvents:id": "ce-1",
-        "cloudEvents:type": "com.acme.order", "cloudEvents:source": "/shop"})
+    publish(
+        amqp,
+        exchange,
+        "order.eu.created",
+        {"region": "eu"},
+        headers={
+            "cloudEvents:specversion": "1.0",
+            "cloudEvents:id": "ce-1",
+            "cloudEvents:type": "com.acme.order",
+            "cloudEvents:source": "/shop",
+        },
+    )
     event = router.wait_ledger(function, 1)[0]["event"]
-    assert event["cloudevent"] == {"specversion": "1.0", "id": "ce-1", "type": "com.acme.order",
-                                   "source": "/shop"}
+    assert event["cloudevent"] == {
+        "specversion": "1.0",
+        "id": "ce-1",
+        "type": "com.acme.order",
+        "source": "/shop",
+    }
     record = router.invocation(router.ledger(function)[0]["request_id"], ("succeeded",))
     assert record["event_id"] == "ce-1"
 
@@ -102,9 +139,11 @@ def test_non_json_body_is_text(router: Router, amqp: pika.channel.Channel) -> No
     function, trigger = unique("text"), unique("text")
     exchange = f"{router.namespace}-orders"
     router.put_function(function, handler="testfns:record", isolation="thread")
-    router.put_trigger(trigger, function=function, type="amqp", exchange=exchange,
-                       routing_key="text.#")
-    amqp.basic_publish(exchange, "text.plain", b"hello there",
-                       pika.BasicProperties(content_type="text/plain"))
+    router.put_trigger(
+        trigger, function=function, type="amqp", exchange=exchange, routing_key="text.#"
+    )
+    amqp.basic_publish(
+        exchange, "text.plain", b"hello there", pika.BasicProperties(content_type="text/plain")
+    )
     event = router.wait_ledger(function, 1)[0]["event"]
     assert event["body"] == "hello there"

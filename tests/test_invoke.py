@@ -29,7 +29,8 @@ def test_sync_invoke_error_has_type_message_trace(router: Router) -> None:
     assert response.status_code == 502
     assert response.headers["X-Amz-Function-Error"] == "Unhandled"
     body = response.json()
-    assert body["errorType"] == "ValueError" and body["errorMessage"] == "boom"
+    assert body["errorType"] == "ValueError"
+    assert body["errorMessage"] == "boom"
     assert any("raise ValueError" in line for line in body["stackTrace"])
 
 
@@ -64,7 +65,8 @@ def test_invoke_errors(router: Router) -> None:
     function = unique("inv")
     router.put_function(function, handler="testfns:record", isolation="thread")
     bad_mode = router.http.post(f"/api/v1/functions/{function}/invoke?mode=later", json={})
-    assert bad_mode.status_code == 400 and bad_mode.json()["field"] == "mode"
+    assert bad_mode.status_code == 400
+    assert bad_mode.json()["field"] == "mode"
     bad_json = router.http.post(f"/api/v1/functions/{function}/invoke", content=b"{")
     assert bad_json.status_code == 400
     assert router.ledger(function) == []

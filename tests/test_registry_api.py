@@ -11,8 +11,9 @@ from tests.conftest import Router, unique
 
 def test_function_crud_bumps_version_only_on_change(router: Router) -> None:
     name = unique("crud")
-    created = router.http.put(f"/api/v1/functions/{name}",
-                              json={"handler": "testfns:record", "timeout_s": 10})
+    created = router.http.put(
+        f"/api/v1/functions/{name}", json={"handler": "testfns:record", "timeout_s": 10}
+    )
     assert created.status_code == 201
     assert created.json()["version"] == 1
     same = router.http.put(f"/api/v1/functions/{name}", json=created.json())  # GET output PUT back
@@ -21,7 +22,8 @@ def test_function_crud_bumps_version_only_on_change(router: Router) -> None:
     changed = router.put_function(name, handler="testfns:record", timeout_s=20)
     assert changed.json()["version"] == 2
     got = router.http.get(f"/api/v1/functions/{name}").json()
-    assert got["timeout_s"] == 20 and got["isolation"] == "process"
+    assert got["timeout_s"] == 20
+    assert got["isolation"] == "process"
     assert got["concurrency"] == {"min": 0, "max": 10}
     assert got["retry"]["max_attempts"] == 3
     listed = router.http.get("/api/v1/functions").json()["functions"]
@@ -69,17 +71,21 @@ def test_malformed_bodies_are_400_json(router: Router, body: bytes, status: int)
 
 def test_trigger_rules(router: Router) -> None:
     function, trigger = unique("fn"), unique("tr")
-    missing = router.http.put(f"/api/v1/triggers/{trigger}",
-                              json={"function": function, "type": "webhook"})
+    missing = router.http.put(
+        f"/api/v1/triggers/{trigger}", json={"function": function, "type": "webhook"}
+    )
     assert missing.status_code == 400
     assert missing.json()["field"] == "function"
     assert router.http.get(f"/api/v1/triggers/{trigger}").status_code == 404
     router.put_function(function, handler="testfns:record")
-    bad_type = router.http.put(f"/api/v1/triggers/{trigger}",
-                               json={"function": function, "type": "smtp"})
+    bad_type = router.http.put(
+        f"/api/v1/triggers/{trigger}", json={"function": function, "type": "smtp"}
+    )
     assert bad_type.status_code == 400
-    bad_filter = router.http.put(f"/api/v1/triggers/{trigger}", json={
-        "function": function, "type": "webhook", "filter": {"body": {"region": "eu"}}})
+    bad_filter = router.http.put(
+        f"/api/v1/triggers/{trigger}",
+        json={"function": function, "type": "webhook", "filter": {"body": {"region": "eu"}}},
+    )
     assert bad_filter.status_code == 400
     assert "filter" in bad_filter.json()["field"]
     router.put_trigger(trigger, function=function, type="webhook", mode="sync")
@@ -133,10 +139,15 @@ def test_decorated_handlers_are_registered_at_start(router: Router) -> None:
     trigger = router.http.get("/api/v1/triggers/github-push").json()
     assert trigger["function"] == "github-push"
     push = {
-        "ref": "refs/heads/main", "repository": {"full_name": "acme/app"},
-        "pusher": {"name": "ada"}, "commits": [{"message": "Fix the thing\n\nbody"}],
+        "ref": "refs/heads/main",
+        "repository": {"full_name": "acme/app"},
+        "pusher": {"name": "ada"},
+        "commits": [{"message": "Fix the thing\n\nbody"}],
     }
-    response = router.http.post("/hooks/github-push", json=push, headers={
-        "X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"})
+    response = router.http.post(
+        "/hooks/github-push",
+        json=push,
+        headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"},
+    )
     assert response.status_code == 200
     assert response.json()["summary"] == "ada pushed 1 commit to acme/app@main: Fix the thing"

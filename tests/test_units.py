@@ -19,19 +19,32 @@ from router.specs import RetryPolicy
 @pytest.mark.parametrize(
     ("environ", "overrides", "expected"),
     [
-        ({}, {}, {"port": 8080, "namespace": "router", "handlers": ("handlers",),
-                  "amqp_url": "amqp://guest:guest@localhost:5672/",
-                  "redis_url": "redis://localhost:6379/0", "host": "127.0.0.1"}),
-        ({"ROUTER_PORT": "9000", "ROUTER_NAMESPACE": "team-a"}, {},
-         {"port": 9000, "namespace": "team-a"}),
+        (
+            {},
+            {},
+            {
+                "port": 8080,
+                "namespace": "router",
+                "handlers": ("handlers",),
+                "amqp_url": "amqp://guest:guest@localhost:5672/",
+                "redis_url": "redis://localhost:6379/0",
+                "host": "127.0.0.1",
+            },
+        ),
+        (
+            {"ROUTER_PORT": "9000", "ROUTER_NAMESPACE": "team-a"},
+            {},
+            {"port": 9000, "namespace": "team-a"},
+        ),
         ({"ROUTER_PORT": "9000"}, {"port": "9100"}, {"port": 9100}),
         ({"ROUTER_HANDLERS": "a.b, c"}, {}, {"handlers": ("a.b", "c")}),
         ({"ROUTER_ADMIN_TOKEN": "s3cret"}, {"admin_token": None}, {"admin_token": "s3cret"}),
         ({"ROUTER_REGISTRY_POLL_S": "0.25"}, {}, {"registry_poll_s": 0.25}),
     ],
 )
-def test_settings_from_env(environ: dict[str, str], overrides: dict[str, Any],
-                           expected: dict[str, Any]) -> None:
+def test_settings_from_env(
+    environ: dict[str, str], overrides: dict[str, Any], expected: dict[str, Any]
+) -> None:
     settings = Settings.from_env(environ, **overrides)
     for key, value in expected.items():
         assert getattr(settings, key) == value
@@ -57,15 +70,21 @@ NOW = datetime(2026, 3, 12, 19, 3, 58, tzinfo=UTC)
 
 def http(**changes: Any) -> events.HttpRequest:
     fields: dict[str, Any] = {
-        "method": "POST", "path": "/", "query_string": "", "headers": [("Host", "h.example")],
-        "body": b"", "source_ip": "10.0.0.1", "host": "h.example",
+        "method": "POST",
+        "path": "/",
+        "query_string": "",
+        "headers": [("Host", "h.example")],
+        "body": b"",
+        "source_ip": "10.0.0.1",
+        "host": "h.example",
     }
     return events.HttpRequest(**{**fields, **changes})
 
 
 def test_webhook_event_leaves_out_what_aws_leaves_out() -> None:
     event = events.webhook_event(http(method="GET"), "r-1", NOW)
-    assert "body" not in event and "cookies" not in event
+    assert "body" not in event
+    assert "cookies" not in event
     assert "queryStringParameters" not in event
     assert event["isBase64Encoded"] is False
     assert event["requestContext"]["time"] == "12/Mar/2026:19:03:58 +0000"
@@ -96,25 +115,57 @@ def test_body_encoding(content_type: str, body: bytes, text: str, encoded: bool)
         ("text", 200, [("Content-Type", "application/json")], b'"text"'),
         (None, 200, [("Content-Type", "application/json")], b"null"),
         ({"statusCode": 204}, 204, [("Content-Type", "application/json")], b""),
-        ({"statusCode": 201, "body": "hi", "headers": {"Content-Type": "text/plain"}}, 201,
-         [("Content-Type", "text/plain")], b"hi"),
-        ({"statusCode": 200, "body": {"a": 1}}, 200, [("Content-Type", "application/json")],
-         b'{"a":1}'),
-        ({"statusCode": 200, "body": "AAE=", "isBase64Encoded": True,
-          "headers": {"content-type": "x/y"}}, 200, [("content-type", "x/y")], b"\x00\x01"),
-        ({"statusCode": 302, "headers": {"Location": "/x"}, "cookies": ["a=1", "b=2"]}, 302,
-         [("Location", "/x"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
-          ("Content-Type", "application/json")], b""),
+        (
+            {"statusCode": 201, "body": "hi", "headers": {"Content-Type": "text/plain"}},
+            201,
+            [("Content-Type", "text/plain")],
+            b"hi",
+        ),
+        (
+            {"statusCode": 200, "body": {"a": 1}},
+            200,
+            [("Content-Type", "application/json")],
+            b'{"a":1}',
+        ),
+        (
+            {
+                "statusCode": 200,
+                "body": "AAE=",
+                "isBase64Encoded": True,
+                "headers": {"content-type": "x/y"},
+            },
+            200,
+            [("content-type", "x/y")],
+            b"\x00\x01",
+        ),
+        (
+            {"statusCode": 302, "headers": {"Location": "/x"}, "cookies": ["a=1", "b=2"]},
+            302,
+            [
+                ("Location", "/x"),
+                ("Set-Cookie", "a=1"),
+                ("Set-Cookie", "b=2"),
+                ("Content-Type", "application/json"),
+            ],
+            b"",
+        ),
     ],
 )
-def test_function_url_response(result: Any, status: int, headers: list[tuple[str, str]],
-                               body: bytes) -> None:
+def test_function_url_response(
+    result: Any, status: int, headers: list[tuple[str, str]], body: bytes
+) -> None:
     response = events.checked_response(result)
     assert (response.status, response.headers, response.body) == (status, headers, body)
 
 
-@pytest.mark.parametrize("result", [{"statusCode": 99}, {"statusCode": "x"},
-                                    {"statusCode": 200, "body": "!!", "isBase64Encoded": True}])
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"statusCode": 99},
+        {"statusCode": "x"},
+        {"statusCode": 200, "body": "!!", "isBase64Encoded": True},
+    ],
+)
 def test_unmappable_response(result: Any) -> None:
     with pytest.raises(events.ResponseError):
         events.checked_response(result)
@@ -187,6 +238,7 @@ def test_envelope_round_trip() -> None:
     assert again == envelope
     retried = envelope.next_attempt({"attempt": 1, "type": "ValueError"})
     parsed = Envelope.from_headers(retried.headers())
-    assert parsed is not None and parsed.attempt == 2
+    assert parsed is not None
+    assert parsed.attempt == 2
     assert parsed.errors == ({"attempt": 1, "type": "ValueError"},)
     assert Envelope.from_headers({"other": "header"}) is None

@@ -23,13 +23,19 @@ def test_function_url_event_and_context(router: Router) -> None:
     response = router.http.post(
         f"/hooks/{name}/orders/7?x=1&x=2&y=",
         content=b'{"hello": "world"}',
-        headers=[("Content-Type", "application/json"), ("X-Multi", "a"), ("X-Multi", "b"),
-                 ("Cookie", "a=1; b=2"), ("webhook-id", "msg_123")],
+        headers=[
+            ("Content-Type", "application/json"),
+            ("X-Multi", "a"),
+            ("X-Multi", "b"),
+            ("Cookie", "a=1; b=2"),
+            ("webhook-id", "msg_123"),
+        ],
     )
     assert response.status_code == 200
     entry = router.wait_ledger(function, 1)[0]
     event, context = entry["event"], entry["context"]
-    assert event["version"] == "2.0" and event["routeKey"] == "$default"
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "$default"
     assert event["rawPath"] == "/orders/7"
     assert event["rawQueryString"] == "x=1&x=2&y="
     assert event["queryStringParameters"] == {"x": "1,2", "y": ""}
@@ -37,15 +43,19 @@ def test_function_url_event_and_context(router: Router) -> None:
     assert event["headers"]["content-type"] == "application/json"
     assert "cookie" not in event["headers"]
     assert event["cookies"] == ["a=1", "b=2"]
-    assert event["body"] == '{"hello": "world"}' and event["isBase64Encoded"] is False
+    assert event["body"] == '{"hello": "world"}'
+    assert event["isBase64Encoded"] is False
     ctx = event["requestContext"]
-    assert ctx["http"]["method"] == "POST" and ctx["http"]["path"] == "/orders/7"
+    assert ctx["http"]["method"] == "POST"
+    assert ctx["http"]["path"] == "/orders/7"
     assert ctx["http"]["sourceIp"] == "127.0.0.1"
-    assert ctx["stage"] == "$default" and ctx["routeKey"] == "$default"
+    assert ctx["stage"] == "$default"
+    assert ctx["routeKey"] == "$default"
     assert ctx["domainName"] == "127.0.0.1"
     assert isinstance(ctx["timeEpoch"], int)
     assert ctx["requestId"] == entry["request_id"] == response.headers["X-Request-Id"]
-    assert context["function_name"] == function and context["function_version"] == "1"
+    assert context["function_name"] == function
+    assert context["function_version"] == "1"
     assert context["request_id"] == entry["request_id"]
     assert context["memory_limit_in_mb"] == 128
     assert context["invoked_function_arn"].endswith(f":function:{function}")
@@ -56,8 +66,9 @@ def test_binary_body_is_base64(router: Router) -> None:
     name = sync_hook(router, "testfns:record")
     function = router.http.get(f"/api/v1/triggers/{name}").json()["function"]
     payload = bytes(range(256))
-    router.http.post(f"/hooks/{name}", content=payload,
-                     headers={"Content-Type": "application/octet-stream"})
+    router.http.post(
+        f"/hooks/{name}", content=payload, headers={"Content-Type": "application/octet-stream"}
+    )
     event = router.wait_ledger(function, 1)[0]["event"]
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == payload
@@ -80,13 +91,25 @@ def test_response_mapping(router: Router) -> None:
     assert plain.json() == {"status": "ok"}
     listed = router.http.post(f"/hooks/{name}", json=[1, 2])
     assert listed.json() == [1, 2]
-    teapot = router.http.post(f"/hooks/{name}", json={
-        "statusCode": 418, "headers": {"Content-Type": "text/plain"}, "body": "short and stout"})
+    teapot = router.http.post(
+        f"/hooks/{name}",
+        json={
+            "statusCode": 418,
+            "headers": {"Content-Type": "text/plain"},
+            "body": "short and stout",
+        },
+    )
     assert teapot.status_code == 418
     assert teapot.text == "short and stout"
-    binary = router.http.post(f"/hooks/{name}", json={
-        "statusCode": 200, "isBase64Encoded": True, "body": base64.b64encode(b"\x00\x01").decode(),
-        "headers": {"Content-Type": "application/octet-stream"}})
+    binary = router.http.post(
+        f"/hooks/{name}",
+        json={
+            "statusCode": 200,
+            "isBase64Encoded": True,
+            "body": base64.b64encode(b"\x00\x01").decode(),
+            "headers": {"Content-Type": "application/octet-stream"},
+        },
+    )
     assert binary.content == b"\x00\x01"
     invalid = router.http.post(f"/hooks/{name}", json={"statusCode": 1000})
     assert invalid.status_code == 502
@@ -122,7 +145,8 @@ def test_filtered_webhook_is_not_run(router: Router) -> None:
     name = sync_hook(router, "testfns:record", filter={"body": {"action": ["opened"]}})
     function = router.http.get(f"/api/v1/triggers/{name}").json()["function"]
     skipped = router.http.post(f"/hooks/{name}", json={"action": "closed"})
-    assert skipped.status_code == 200 and skipped.json() == {"filtered": True}
+    assert skipped.status_code == 200
+    assert skipped.json() == {"filtered": True}
     ran = router.http.post(f"/hooks/{name}", json={"action": "opened"})
     assert ran.json()["ok"] is True
     assert len(router.wait_ledger(function, 1)) == 1
@@ -138,23 +162,27 @@ def async_hook(router: Router, handler: str, **spec: object) -> tuple[str, str]:
 
 def test_async_webhook_is_queued_then_succeeds(router: Router) -> None:
     function, name = async_hook(router, "testfns:record")
-    response = router.http.post(f"/hooks/{name}", json={"n": 1},
-                                headers={"X-GitHub-Delivery": "delivery-42"})
+    response = router.http.post(
+        f"/hooks/{name}", json={"n": 1}, headers={"X-GitHub-Delivery": "delivery-42"}
+    )
     assert response.status_code == 202
     invocation_id = response.json()["invocation_id"]
     record = router.invocation(invocation_id, ("succeeded",))
-    assert record["function"] == function and record["trigger"] == name
+    assert record["function"] == function
+    assert record["trigger"] == name
     assert record["event_id"] == "delivery-42"
     assert record["result"] == {"ok": True, "request_id": invocation_id}
-    assert record["duration_ms"] > 0 and record["billed_duration_ms"] >= 1
+    assert record["duration_ms"] > 0
+    assert record["billed_duration_ms"] >= 1
     entries = router.wait_ledger(function, 1)
     assert len(entries) == 1
     assert entries[0]["request_id"] == invocation_id
     assert json.loads(entries[0]["event"]["body"]) == {"n": 1}
 
 
-def test_async_failure_is_recorded_and_dead_lettered(router: Router, amqp: pika.channel.Channel
-                                                     ) -> None:
+def test_async_failure_is_recorded_and_dead_lettered(
+    router: Router, amqp: pika.channel.Channel
+) -> None:
     function, name = async_hook(router, "testfns:fail", retry={"max_attempts": 2})
     invocation_id = router.http.post(f"/hooks/{name}", json={"n": 1}).json()["invocation_id"]
     record = router.invocation(invocation_id, ("dead_lettered",))
@@ -163,8 +191,9 @@ def test_async_failure_is_recorded_and_dead_lettered(router: Router, amqp: pika.
     assert "raise ValueError" in record["error"]["traceback"]
     assert record["attempt"] == 2
     assert len(router.ledger(function)) == 2  # exactly max_attempts runs
-    method, properties, body = amqp.basic_get(f"{router.namespace}.fn.{function}.dlq",
-                                              auto_ack=True)
+    method, properties, _body = amqp.basic_get(
+        f"{router.namespace}.fn.{function}.dlq", auto_ack=True
+    )
     assert method is not None, "the event is in the dead-letter queue"
     errors = json.loads(properties.headers["x-router-errors"])
     assert [e["attempt"] for e in errors] == [1, 2]

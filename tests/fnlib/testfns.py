@@ -72,9 +72,11 @@ def lambda_tutorial(event: Any, context: Any) -> dict[str, Any]:
         "statusCode": 201,
         "headers": {"Content-Type": "application/json", "X-Custom": "yes"},
         "cookies": ["session=abc; Path=/"],
-        "body": json.dumps({
-            "message": f"Hello, {name}!",
-            "method": event["requestContext"]["http"]["method"],
-            "received": body,
-        }),
+        "body": json.dumps(
+            {
+                "message": f"Hello, {name}!",
+                "method": event["requestContext"]["http"]["method"],
+                "received": body,
+            }
+        ),
     }
