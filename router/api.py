@@ -10,10 +10,12 @@ from pydantic import BaseModel, ValidationError
 
 from router.broker import BrokerError
 from router.events import new_id
+from router.pool import Throttled
 from router.registry import TRIGGER, Trigger
 from router.responses import HttpError, json_response, read_json
 from router.services import services
 from router.specs import FunctionSpec, strip_read_only, valid_name
+from router.webhooks import throttled
 
 log = logging.getLogger("router.api")
 PREFIX = "/api/v1"
@@ -134,7 +136,10 @@ async def invoke(request: web.Request) -> web.Response:
             raise HttpError(503, f"the event could not be queued: {exc}") from exc
         return json_response({"invocation_id": invocation_id}, status=202)
     request_id = new_id()
-    outcome = await svc.invoker.invoke(name, spec, event, request_id)
+    try:
+        outcome = await svc.invoker.invoke(name, spec, event, request_id, wait=False)
+    except Throttled:
+        return throttled(name)
     if outcome.error is not None:
         status = 504 if outcome.status == "timed_out" else 502
         return json_response(

@@ -31,6 +31,7 @@ from router.metrics import CONTENT_TYPE, Metrics
 from router.names import Names
 from router.registry import Registry, RegistryError, RegistryStore
 from router.responses import HttpError, json_error, json_response
+from router.scaler import Scaler
 from router.services import SERVICES, Services, services
 from router.settings import Settings
 
@@ -70,6 +71,10 @@ def build_services(settings: Settings) -> Services:
     dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
     consumers = Consumers(broker, dispatcher, names)
     registry.on_change(consumers.reconcile)
+    registry.on_change(invoker.reconcile)
+    scaler = Scaler(
+        registry, invoker, broker, metrics, settings.scale_interval_s, settings.keep_warm_s
+    )
     return Services(
         settings=settings,
         names=names,
@@ -82,6 +87,7 @@ def build_services(settings: Settings) -> Services:
         ingress=Ingress(broker, invocations, metrics),
         consumers=consumers,
         admin=Admin(registry, broker),
+        scaler=scaler,
     )
 
 
@@ -113,7 +119,7 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         len(svc.registry.snapshot.functions),
         len(svc.registry.snapshot.triggers),
     )
-    await asyncio.gather(svc.registry.watch(), watch_queues(svc))
+    await asyncio.gather(svc.registry.watch(), svc.scaler.run())
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[object]]) -> None:
@@ -133,21 +139,6 @@ async def register(svc: Services, declared: list[declare.Declared]) -> None:
         await svc.admin.put_function(item.name, item.spec)
         for name, trigger in item.triggers.items():
             await svc.admin.put_trigger(name, trigger)
-
-
-async def watch_queues(svc: Services) -> None:
-    """Export each function's queue depth every second."""
-    while True:
-        for function in svc.consumers.functions():
-            try:
-                depth = await svc.broker.queue_depth(function)
-            except Exception as exc:
-                log.debug("queue depth of %s unavailable: %s", function, exc)
-                continue
-            svc.metrics.queue_depth.labels(function).set(depth)
-        svc.metrics.registry_version.set(svc.registry.snapshot.version)
-        svc.metrics.up.labels("rabbitmq").set(1 if svc.broker.connected else 0)
-        await asyncio.sleep(1.0)
 
 
 async def healthz(request: web.Request) -> web.Response:

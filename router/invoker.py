@@ -1,45 +1,100 @@
-"""Runs one invocation through the function's executor and reports it: the single place where
-invocations are counted, timed and billed, whatever the event source."""
+"""Runs one invocation and reports it: the single place where invocations are admitted
+(concurrency), run (by isolation), counted, timed, billed and logged, whatever the source."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-from router.executors import Call, Executor, Outcome
+from router.executors import Call, Outcome
+from router.executors.local import LocalExecutor
 from router.metrics import Metrics
+from router.pool import Pool, Throttled
+from router.registry import Snapshot
 from router.specs import FunctionSpec
 
 log = logging.getLogger("router.invoker")
 
+__all__ = ["Invoker", "Throttled"]
+
 
 class Invoker:
-    def __init__(self, executor: Executor, metrics: Metrics) -> None:
-        self._executor = executor
+    def __init__(self, local: LocalExecutor, metrics: Metrics) -> None:
+        self._local = local
         self._metrics = metrics
+        self.pools: dict[str, Pool] = {}
+        self._stopping: set[asyncio.Future[None]] = set()
+
+    def pool(self, function: str, spec: FunctionSpec) -> Pool:
+        pool = self.pools.get(function)
+        if pool is None:
+            pool = self.pools[function] = Pool(function, spec, self._metrics)
+        elif pool.spec.version != spec.version:
+            for worker in pool.update(spec):
+                stopping = asyncio.ensure_future(worker.stop())
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
+        return pool
 
     async def invoke(
-        self, function: str, spec: FunctionSpec, event: Any, request_id: str
+        self, function: str, spec: FunctionSpec, event: Any, request_id: str, *, wait: bool = True
     ) -> Outcome:
+        """Run the call; with `wait=False` raise Throttled at `concurrency.max` instead."""
+        pool = self.pool(function, spec)
+        try:
+            await pool.acquire(wait)
+        except Throttled:
+            self._metrics.throttles.labels(function).inc()
+            raise
         concurrent = self._metrics.concurrent.labels(function)
         concurrent.inc()
+        log.info("START RequestId: %s Function: %s Version: %d", request_id, function, spec.version)
+        call = Call(function, spec, event, request_id)
         try:
-            outcome = await self._executor.run(Call(function, spec, event, request_id))
+            if spec.isolation == "process":
+                outcome, memory_mb, init_ms = await pool.run(call)
+            else:
+                outcome, memory_mb, init_ms = await self._local.run(call), 0.0, None
         finally:
             concurrent.dec()
+            await pool.release()
+        self._report(function, spec, request_id, outcome, memory_mb, init_ms)
+        return outcome
+
+    def _report(
+        self,
+        function: str,
+        spec: FunctionSpec,
+        request_id: str,
+        outcome: Outcome,
+        memory_mb: float,
+        init_ms: float | None,
+    ) -> None:
         gb_seconds = outcome.billed_ms / 1000 * spec.memory_mb / 1024
         self._metrics.invocation(function, outcome.status, outcome.duration_ms / 1000, gb_seconds)
+        if memory_mb:
+            self._metrics.max_memory.labels(function).set(memory_mb)
+        log.info("END RequestId: %s", request_id)
         log.info(
             "REPORT RequestId: %s Function: %s Status: %s Duration: %.2f ms "
-            "Billed Duration: %d ms Memory Size: %d MB",
+            "Billed Duration: %d ms Memory Size: %d MB Max Memory Used: %d MB%s",
             request_id,
             function,
             outcome.status,
             outcome.duration_ms,
             outcome.billed_ms,
             spec.memory_mb,
+            round(memory_mb),
+            "" if init_ms is None else f" Init Duration: {init_ms:.2f} ms",
         )
-        return outcome
+
+    async def reconcile(self, snapshot: Snapshot) -> None:
+        """Close the pools of functions that left the registry."""
+        for function in set(self.pools) - set(snapshot.functions):
+            await self.pools.pop(function).close()
 
     async def close(self) -> None:
-        await self._executor.close()
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()))
+        self.pools.clear()
+        await self._local.close()

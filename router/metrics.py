@@ -104,6 +104,34 @@ class Metrics:
             ["function"],
             registry=r,
         )
+        self.workers = Gauge(
+            "router_workers",
+            "Process execution environments by state.",
+            ["function", "state"],
+            registry=r,
+        )
+        self.cold_starts = Counter(
+            "router_cold_starts", "Execution environments started.", ["function"], registry=r
+        )
+        self.init_duration = Histogram(
+            "router_init_duration_seconds",
+            "Time to start an environment and import its handler.",
+            ["function"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.throttles = Counter(
+            "router_throttles",
+            "Sync invocations refused at concurrency.max.",
+            ["function"],
+            registry=r,
+        )
+        self.max_memory = Gauge(
+            "router_max_memory_used_megabytes",
+            "Peak resident memory of the last environment that ran the function.",
+            ["function"],
+            registry=r,
+        )
         self.registry_version = Gauge(
             "router_registry_version",
             "Version of the registry this replica routes from.",

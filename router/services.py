@@ -16,6 +16,7 @@ from router.invoker import Invoker
 from router.metrics import Metrics
 from router.names import Names
 from router.registry import Registry
+from router.scaler import Scaler
 from router.settings import Settings
 
 
@@ -32,6 +33,7 @@ class Services:
     ingress: Ingress
     consumers: Consumers
     admin: Admin
+    scaler: Scaler
 
     async def not_ready(self) -> list[str]:
         """Reasons this replica cannot serve yet; empty when it can."""

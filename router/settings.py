@@ -29,6 +29,8 @@ class Settings:
     publish_timeout_s: float = 5.0
     max_body_bytes: int = 6 * 1024 * 1024
     thread_workers: int = 32
+    scale_interval_s: float = 0.25
+    keep_warm_s: float = 60.0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from router import events, filters
 from router.broker import BrokerError
 from router.executors import Outcome
+from router.pool import Throttled
 from router.registry import Snapshot
 from router.responses import BodyTooLarge, json_error, read_limited, unavailable
 from router.services import Services, services
@@ -88,8 +89,19 @@ async def _run(
     request_id: str,
 ) -> web.StreamResponse:
     spec = snapshot.functions[trigger.function]
-    outcome = await svc.invoker.invoke(trigger.function, spec, event, request_id)
+    try:
+        outcome = await svc.invoker.invoke(trigger.function, spec, event, request_id, wait=False)
+    except Throttled:
+        return throttled(trigger.function)
     return function_url_answer(outcome, request_id)
+
+
+def throttled(function: str) -> web.Response:
+    return json_error(
+        429,
+        f"function {function!r} is at its concurrency limit; retry later",
+        headers={"Retry-After": "1"},
+    )
 
 
 def function_url_answer(outcome: Outcome, request_id: str) -> web.Response:

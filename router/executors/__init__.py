@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from router.specs import FunctionSpec
+if TYPE_CHECKING:
+    from router.specs import FunctionSpec
 
 Status = Literal["succeeded", "failed", "timed_out"]
 

@@ -1,0 +1,186 @@
+"""A function's pool: its concurrency slots and, for process isolation, its warm environments.
+
+Slots bound how many invocations of the function run at once in this replica, whatever their
+isolation; over `concurrency.max` a sync caller is throttled and a queued event waits. Process
+environments are reused while warm, started cold when none is idle, and stopped by the scaler
+only when idle, never while busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+from router.executors import Call, Outcome
+from router.executors.process import InitError, Worker
+from router.metrics import Metrics
+from router.specs import FunctionSpec
+
+log = logging.getLogger("router.pool")
+
+
+class Throttled(Exception):
+    """The function is running `concurrency.max` invocations already."""
+
+
+class Pool:
+    def __init__(self, function: str, spec: FunctionSpec, metrics: Metrics) -> None:
+        self.function = function
+        self.spec = spec
+        self.in_flight = 0
+        self.waiting = 0
+        self.idle: list[Worker] = []
+        self.busy: set[Worker] = set()
+        self.starting = 0
+        self._metrics = metrics
+        self._changed = asyncio.Condition()
+
+    @property
+    def total(self) -> int:
+        return len(self.idle) + len(self.busy) + self.starting
+
+    def update(self, spec: FunctionSpec) -> list[Worker]:
+        """Adopt a new version; returns idle environments of the old one, for stopping."""
+        stale = self.idle if spec.version != self.spec.version else []
+        if stale:
+            self.idle = []
+        self.spec = spec
+        return stale
+
+    async def acquire(self, wait: bool) -> None:
+        async with self._changed:
+            if self.in_flight >= self.spec.concurrency.max:
+                if not wait:
+                    raise Throttled(self.function)
+                self.waiting += 1
+                try:
+                    await self._changed.wait_for(lambda: self.in_flight < self.spec.concurrency.max)
+                finally:
+                    self.waiting -= 1
+            self.in_flight += 1
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+    async def run(self, call: Call) -> tuple[Outcome, float, float | None]:
+        """Run on a warm environment, or a cold one when none is idle.
+
+        Returns the outcome, the environment's max memory used (MB) and, after a cold start,
+        its init duration (ms), as Lambda's REPORT line has them.
+        """
+        try:
+            worker, cold = await self._checkout()
+        except InitError as exc:
+            return Outcome("failed", 0.0, error=exc.error), 0.0, None
+        self.busy.add(worker)
+        self._report()
+        try:
+            outcome, memory_mb = await worker.invoke(call, self.spec.memory_mb)
+            return outcome, memory_mb, worker.init_ms if cold else None
+        finally:
+            self.busy.discard(worker)
+            await self._checkin(worker)
+
+    async def _checkout(self) -> tuple[Worker, bool]:
+        async with self._changed:
+            while not self.idle and self.total >= self.spec.concurrency.max:
+                await self._changed.wait()  # the scaler is starting environments for us
+            if self.idle:
+                return self.idle.pop(), False
+        return await self._start(cold=True), True
+
+    async def _checkin(self, worker: Worker) -> None:
+        current = worker.alive and worker.version == self.spec.version
+        if current:
+            self.idle.append(worker)
+        else:
+            await worker.kill()
+        self._report()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _start(self, cold: bool) -> Worker:
+        self.starting += 1
+        try:
+            worker = await Worker.start(
+                self.function,
+                self.spec.version,
+                _init(self.spec),
+                environment(self.function, self.spec),
+            )
+        finally:
+            self.starting -= 1
+        self._metrics.cold_starts.labels(self.function).inc()
+        self._metrics.init_duration.labels(self.function).observe(worker.init_ms / 1000)
+        log.info(
+            "INIT function=%s pid=%d Init Duration: %.2f ms%s",
+            self.function,
+            worker.pid,
+            worker.init_ms,
+            " (cold start)" if cold else "",
+        )
+        return worker
+
+    async def grow(self, count: int) -> None:
+        """Start `count` environments ahead of demand."""
+        results = await asyncio.gather(
+            *(self._start(cold=False) for _ in range(count)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Worker):
+                await self._checkin(result)
+            else:
+                log.warning("could not start an environment for %s: %s", self.function, result)
+
+    async def shrink(self, count: int, keep_warm_s: float) -> None:
+        """Stop up to `count` environments idle for at least `keep_warm_s`, oldest first."""
+        now = time.monotonic()
+        victims = sorted(
+            (w for w in self.idle if now - w.idle_since >= keep_warm_s), key=lambda w: w.idle_since
+        )[:count]
+        for worker in victims:
+            self.idle.remove(worker)
+        await asyncio.gather(*(w.stop() for w in victims))
+        if victims:
+            self._report()
+
+    def idle_ages(self) -> list[float]:
+        now = time.monotonic()
+        return [now - w.idle_since for w in self.idle]
+
+    def _report(self) -> None:
+        workers = self._metrics.workers
+        if self.spec.isolation == "process":
+            workers.labels(self.function, "busy").set(len(self.busy))
+            workers.labels(self.function, "idle").set(len(self.idle))
+
+    async def close(self) -> None:
+        workers = [*self.idle, *self.busy]
+        self.idle, self.busy = [], set()
+        await asyncio.gather(*(w.kill() for w in workers))
+
+
+def _init(spec: FunctionSpec) -> dict[str, object]:
+    return {"handler": spec.handler, "memory_mb": spec.memory_mb, "timeout_s": spec.timeout_s}
+
+
+def environment(function: str, spec: FunctionSpec) -> Mapping[str, str]:
+    """Lambda's variables plus the function's own `env`. The child inherits the router's working
+    directory, where `python -m` finds handler modules, as the router does."""
+    return {
+        **os.environ,
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "AWS_LAMBDA_FUNCTION_VERSION": str(spec.version),
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout_s),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{spec.version}]{os.getpid()}",
+        "AWS_EXECUTION_ENV": "trigger-router_python3",
+        "AWS_REGION": os.environ.get("AWS_REGION", "local"),
+        **spec.env,
+    }

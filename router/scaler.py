@@ -1,0 +1,96 @@
+"""The scaler: sizes each function's pool of process environments from its queue depth and
+in-flight count, several times a second. The decision is `plan`, a pure function."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from router.broker import Broker
+from router.invoker import Invoker
+from router.metrics import Metrics
+from router.registry import Registry
+
+log = logging.getLogger("router.scaler")
+
+
+def plan(
+    *,
+    total: int,
+    busy: int,
+    demand: int,
+    idle_ages: Sequence[float],
+    minimum: int,
+    maximum: int,
+    keep_warm_s: float,
+) -> tuple[int, int]:
+    """(environments to start, idle environments to stop).
+
+    Up at once to cover the demand (events running, waiting and queued) within [min, max];
+    down only by environments idle for the whole keep-warm period, never below `min` or the
+    demand, and never a busy one.
+    """
+    target = min(maximum, max(minimum, demand, busy))
+    if target > total:
+        return target - total, 0
+    reapable = sum(1 for age in idle_ages if age >= keep_warm_s)
+    return 0, min(reapable, total - target)
+
+
+class Scaler:
+    def __init__(
+        self,
+        registry: Registry,
+        invoker: Invoker,
+        broker: Broker,
+        metrics: Metrics,
+        interval_s: float,
+        keep_warm_s: float,
+    ) -> None:
+        self._registry = registry
+        self._invoker = invoker
+        self._broker = broker
+        self._metrics = metrics
+        self._interval_s = interval_s
+        self._keep_warm_s = keep_warm_s
+        self._growing: set[asyncio.Future[None]] = set()
+
+    async def run(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(self._interval_s)
+
+    async def tick(self) -> None:
+        snapshot = self._registry.snapshot
+        self._metrics.registry_version.set(snapshot.version)
+        self._metrics.up.labels("rabbitmq").set(1 if self._broker.connected else 0)
+        for function, spec in snapshot.functions.items():
+            ready = await self._depth(function)
+            if spec.isolation != "process":
+                continue
+            pool = self._invoker.pool(function, spec)
+            start, stop = plan(
+                total=pool.total,
+                busy=len(pool.busy),
+                demand=pool.in_flight + pool.waiting + ready,
+                idle_ages=pool.idle_ages(),
+                minimum=spec.concurrency.min,
+                maximum=spec.concurrency.max,
+                keep_warm_s=self._keep_warm_s,
+            )
+            if start:
+                growing = asyncio.ensure_future(pool.grow(start))  # up at once, off this loop
+                self._growing.add(growing)
+                growing.add_done_callback(self._growing.discard)
+            if stop:
+                await pool.shrink(stop, self._keep_warm_s)
+
+    async def _depth(self, function: str) -> int:
+        try:
+            ready = await self._broker.queue_depth(function)
+        except Exception as exc:  # the broker may be away; scaling waits for it
+            log.debug("queue depth of %s unavailable: %s", function, exc)
+            return 0
+        self._metrics.queue_depth.labels(function).set(ready)
+        return ready
