@@ -156,12 +156,16 @@ class Broker:
             raise BrokerError(f"RabbitMQ did not confirm the message: {exc!r}") from exc
 
     async def queue_depth(self, function: str) -> int:
-        """Ready messages (passive declare counts no unacked ones)."""
+        """Ready messages (passive declare counts no unacked ones).
+
+        Declared on the underlying aiormq channel: aio-pika's robust channel answers a repeated
+        passive declare from its cache, so the count would never change.
+        """
         if self._inspector is None or self._inspector.is_closed:
             self._inspector = await self.connection().channel()
-        queue = await self._inspector.declare_queue(self._names.queue(function), passive=True)
-        count = queue.declaration_result.message_count
-        return int(count or 0)
+        channel = await self._inspector.get_underlay_channel()
+        result = await channel.queue_declare(self._names.queue(function), passive=True)
+        return int(result.message_count or 0)
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -58,7 +58,10 @@ class Scaler:
 
     async def run(self) -> None:
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # one bad tick must not end scaling for good
+                log.exception("scaler tick failed")
             await asyncio.sleep(self._interval_s)
 
     async def tick(self) -> None:
@@ -78,6 +81,17 @@ class Scaler:
                 minimum=spec.concurrency.min,
                 maximum=spec.concurrency.max,
                 keep_warm_s=self._keep_warm_s,
+            )
+            log.debug(
+                "%s: total=%d busy=%d in_flight=%d ready=%d ages=%s -> +%d -%d",
+                function,
+                pool.total,
+                len(pool.busy),
+                pool.in_flight,
+                ready,
+                pool.idle_ages(),
+                start,
+                stop,
             )
             if start:
                 growing = asyncio.ensure_future(pool.grow(start))  # up at once, off this loop

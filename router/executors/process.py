@@ -48,7 +48,12 @@ class Worker:
     async def start(
         cls, function: str, version: int, spec_fields: Mapping[str, Any], env: Mapping[str, str]
     ) -> Worker:
-        """Spawn the process and import the handler; raises InitError if that fails."""
+        """Spawn the process and import the handler; raises InitError if that fails.
+
+        The init duration runs from spawn to ready: interpreter start-up plus the handler's
+        import, as Lambda's Init Duration covers runtime and function init.
+        """
+        spawned = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -70,7 +75,7 @@ class Worker:
         if "init_error" in reply:
             await worker.kill()
             raise InitError(_error(reply["init_error"]))
-        worker.init_ms = float(reply["init_ms"])
+        worker.init_ms = _since(spawned)
         return worker
 
     @property

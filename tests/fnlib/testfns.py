@@ -80,3 +80,43 @@ def lambda_tutorial(event: Any, context: Any) -> dict[str, Any]:
             }
         ),
     }
+
+
+def hang(event: Any, context: Any) -> None:
+    time.sleep(600)
+
+
+def hog(event: Any, context: Any) -> int:
+    blocks = [bytearray(16 * 1024 * 1024) for _ in range(int(event.get("blocks", 64)))]
+    return len(blocks)
+
+
+def crash(event: Any, context: Any) -> None:
+    how = event.get("how", "exit")
+    if how == "exit":
+        os._exit(3)
+    if how == "kill":
+        os.kill(os.getpid(), 9)
+    import ctypes
+
+    ctypes.string_at(0)  # segfault
+
+
+def environment(event: Any, context: Any) -> dict[str, Any]:
+    names = (
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "GREETING",
+    )
+    return {
+        "env": {name: os.environ.get(name) for name in names},
+        "pid": os.getpid(),
+        "remaining_ms": context.get_remaining_time_in_millis(),
+    }
+
+
+def sleep_then_pid(event: Any, context: Any) -> int:
+    time.sleep(float(event.get("sleep", 1)) if isinstance(event, dict) else 1)
+    return os.getpid()
