@@ -1,11 +1,11 @@
-"""Finding handlers: `module:attr` strings to callables, and decorated handlers in modules."""
+"""Finding handlers: `module:attr` strings to callables, and decorated handlers in modules.
+
+Also imported by execution environments' processes, so it imports little at module level.
+"""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import inspect
-import pkgutil
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -42,6 +42,8 @@ def load(reference: str) -> Handler:
 
 def module_exists(reference: str) -> bool:
     """Whether the handler's module can be found, without running its code."""
+    import importlib.util
+
     module_name = reference.partition(":")[0]
     try:
         return importlib.util.find_spec(module_name) is not None
@@ -49,12 +51,18 @@ def module_exists(reference: str) -> bool:
         return False
 
 
+CO_COROUTINE = 0x80  # inspect.CO_COROUTINE; inspect itself is slow to import in a cold start
+
+
 def is_async(handler: Handler) -> bool:
-    return inspect.iscoroutinefunction(handler)
+    code = getattr(handler, "__code__", None)
+    return code is not None and bool(code.co_flags & CO_COROUTINE)
 
 
 def walk_modules(names: tuple[str, ...]) -> Iterator[ModuleType]:
     """Import the named modules and, for packages, every module inside them."""
+    import pkgutil
+
     for name in names:
         module = importlib.import_module(name)
         yield module

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from router.loader import HandlerError, is_async, load
+
 HEADER = struct.Struct(">I")
 MB = 1024 * 1024
 
@@ -72,27 +74,6 @@ def limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def load(reference: str) -> Any:
-    import importlib
-
-    module_name, _, attr = reference.partition(":")
-    module = importlib.import_module(module_name)
-    target: Any = module
-    for part in attr.split("."):
-        target = getattr(target, part, None)
-    if not callable(target):
-        raise LookupError(f"Handler '{attr}' missing on module '{module_name}'")
-    return target
-
-
-CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
-
-
-def _is_coroutine_function(handler: Any) -> bool:
-    code = getattr(handler, "__code__", None)
-    return code is not None and bool(code.co_flags & CO_COROUTINE)
-
-
 def _event_loop() -> Any:
     import asyncio  # only async handlers pay for it
 
@@ -106,7 +87,7 @@ class Runner:
         self._handler = handler
         self._init = init
         self._context_type = LambdaContext
-        self._loop = _event_loop() if _is_coroutine_function(handler) else None
+        self._loop = _event_loop() if is_async(handler) else None
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         init = self._init
@@ -155,15 +136,9 @@ def main() -> int:
     started = time.perf_counter()
     try:
         handler = load(init["handler"])
-    except ImportError as exc:
-        write_frame(
-            replies,
-            {"init_error": error("Runtime.ImportModuleError", f"Unable to import module: {exc}")},
-        )
-        return 1
-    except Exception as exc:
-        kind = "Runtime.HandlerNotFound" if isinstance(exc, LookupError) else "Runtime.InitError"
-        write_frame(replies, {"init_error": {**exception_error(exc), "type": kind}})
+    except HandlerError as exc:
+        trace = exception_error(exc.__cause__)["trace"] if exc.__cause__ else []
+        write_frame(replies, {"init_error": error(exc.kind, str(exc), trace)})
         return 1
     runner = Runner(handler, init)
     init_ms = (time.perf_counter() - started) * 1000
