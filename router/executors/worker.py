@@ -59,7 +59,13 @@ def exception_error(exc: BaseException) -> dict[str, Any]:
 
 
 def max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident size of this process. VmHWM, not ru_maxrss: the latter keeps the peak of
+    the router that forked us, across exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def limit_memory(memory_mb: int) -> None:
