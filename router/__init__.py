@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from router.errors import PermanentError, Retry
+
 if TYPE_CHECKING:
     from router.declare import function
 
-__all__ = ["function"]
+__all__ = ["PermanentError", "Retry", "function"]
 __version__ = "0.1.0"
 
 

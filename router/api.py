@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -153,6 +154,78 @@ async def invoke(request: web.Request) -> web.Response:
     )
 
 
+def _known_function(request: web.Request) -> str:
+    name = _name(request)
+    if name not in services(request).registry.snapshot.functions:
+        raise HttpError(404, f"function {name!r} does not exist")
+    return name
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise HttpError(400, f"limit must be 1-10000, got {raw!r}", field="limit")
+    return int(raw)
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    svc = services(request)
+    function = _known_function(request)
+    limit = _limit(request)
+    try:
+        messages = await svc.dead_letters.list(function, limit)
+        # Below the limit we saw them all; quorum queues report their depth a little late.
+        count = len(messages) if len(messages) < limit else await svc.dead_letters.count(function)
+    except BrokerError as exc:
+        raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
+    return json_response({"function": function, "count": count, "messages": messages})
+
+
+async def get_dead_letter(request: web.Request) -> web.Response:
+    svc = services(request)
+    function, wanted = _known_function(request), request.match_info["id"]
+    for message in await svc.dead_letters.list(function, 10_000):
+        if message["id"] == wanted:
+            return json_response(message)
+    raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    """Body `{"id": "..."}` replays one, `{"all": true}` every dead letter."""
+    svc = services(request)
+    function = _known_function(request)
+    selection = await read_json(request, MAX_SPEC_BYTES)
+    select = _selection(selection)
+    try:
+        replayed = await svc.dead_letters.replay(function, select)
+    except BrokerError as exc:
+        raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
+    if replayed == 0 and isinstance(selection, dict) and "id" in selection:
+        raise HttpError(404, f"no dead letter {selection['id']!r} for {function!r}")
+    return json_response({"replayed": replayed})
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    svc = services(request)
+    function = _known_function(request)
+    wanted = request.match_info.get("id")
+    purged = await svc.dead_letters.purge(
+        function, (lambda m: m["id"] == wanted) if wanted else (lambda m: True)
+    )
+    if wanted and purged == 0:
+        raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
+    return json_response({"purged": purged})
+
+
+def _selection(selection: object) -> Callable[[dict[str, object]], bool]:
+    if isinstance(selection, dict) and selection.get("all") is True and "id" not in selection:
+        return lambda message: True
+    if isinstance(selection, dict) and isinstance(selection.get("id"), str) and len(selection) == 1:
+        wanted = selection["id"]
+        return lambda message: message["id"] == wanted
+    raise HttpError(400, 'give {"id": "<dead letter id>"} or {"all": true}', field="body")
+
+
 async def get_invocation(request: web.Request) -> web.Response:
     invocation_id = request.match_info["id"]
     record = await services(request).store.get(invocation_id)
@@ -173,4 +246,9 @@ def routes() -> list[web.AbstractRouteDef]:
         web.put(f"{PREFIX}/triggers/{{name}}", put_trigger),
         web.delete(f"{PREFIX}/triggers/{{name}}", delete_trigger),
         web.get(f"{PREFIX}/invocations/{{id}}", get_invocation),
+        web.get(f"{PREFIX}/functions/{{name}}/dlq", list_dead_letters),
+        web.delete(f"{PREFIX}/functions/{{name}}/dlq", purge_dead_letters),
+        web.post(f"{PREFIX}/functions/{{name}}/dlq/replay", replay_dead_letters),
+        web.get(f"{PREFIX}/functions/{{name}}/dlq/{{id}}", get_dead_letter),
+        web.delete(f"{PREFIX}/functions/{{name}}/dlq/{{id}}", purge_dead_letters),
     ]

@@ -23,6 +23,7 @@ from router.admin import Admin
 from router.broker import Broker
 from router.consumer import Consumers
 from router.dispatcher import Dispatcher
+from router.dlq import DeadLetters
 from router.executors.local import LocalExecutor
 from router.ingress import Ingress
 from router.invocations import InvocationStore
@@ -88,6 +89,7 @@ def build_services(settings: Settings) -> Services:
         consumers=consumers,
         admin=Admin(registry, broker),
         scaler=scaler,
+        dead_letters=DeadLetters(broker, names),
     )
 
 

@@ -49,6 +49,7 @@ class Broker:
         self._work: AbstractExchange | None = None
         self._dlx: AbstractExchange | None = None
         self._inspector: AbstractChannel | None = None
+        self._delays: dict[int, AbstractExchange] = {}
 
     @property
     def connected(self) -> bool:
@@ -126,6 +127,33 @@ class Broker:
             queue = await channel.get_queue(self._names.queue(trigger.function), ensure=False)
             await queue.unbind(trigger.exchange, routing_key=trigger.routing_key)
 
+    async def _delay_exchange(self, tier_ms: int) -> AbstractExchange:
+        """The tier's fanout exchange and TTL queue, declared on first use. The message keeps
+        its routing key (the function), so expiry dead-letters it into the function's queue."""
+        exchange = self._delays.get(tier_ms)
+        if exchange is not None:
+            return exchange
+        if self._publisher is None:
+            raise BrokerError("RabbitMQ is not connected")
+        name = self._names.delay(tier_ms)
+        try:
+            exchange = await self._publisher.declare_exchange(
+                name, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            queue = await self._publisher.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-message-ttl": tier_ms,
+                    "x-dead-letter-exchange": self._names.work_exchange,
+                },
+            )
+            await queue.bind(exchange)
+        except CONNECTION_EXCEPTIONS as exc:
+            raise BrokerError(f"cannot declare delay tier {tier_ms} ms: {exc!r}") from exc
+        self._delays[tier_ms] = exchange
+        return exchange
+
     async def publish(
         self,
         function: str,
@@ -134,10 +162,18 @@ class Broker:
         message_id: str,
         *,
         dead_letter: bool = False,
+        delay_ms: int = 0,
     ) -> None:
-        """Publish persistently and wait for RabbitMQ's confirm; raise BrokerError otherwise."""
+        """Publish persistently and wait for RabbitMQ's confirm; raise BrokerError otherwise.
+
+        `delay_ms` (a retry tier) parks the message in that tier's queue first.
+        """
+        if not self.connected:
+            raise BrokerError("RabbitMQ is not connected")
         exchange = self._dlx if dead_letter else self._work
-        if exchange is None or not self.connected:
+        if delay_ms:
+            exchange = await self._delay_exchange(delay_ms)
+        if exchange is None:
             raise BrokerError("RabbitMQ is not connected")
         message = aio_pika.Message(
             body,
@@ -155,7 +191,7 @@ class Broker:
                 raise
             raise BrokerError(f"RabbitMQ did not confirm the message: {exc!r}") from exc
 
-    async def queue_depth(self, function: str) -> int:
+    async def queue_depth(self, function: str, *, dead_letters: bool = False) -> int:
         """Ready messages (passive declare counts no unacked ones).
 
         Declared on the underlying aiormq channel: aio-pika's robust channel answers a repeated
@@ -164,7 +200,8 @@ class Broker:
         if self._inspector is None or self._inspector.is_closed:
             self._inspector = await self.connection().channel()
         channel = await self._inspector.get_underlay_channel()
-        result = await channel.queue_declare(self._names.queue(function), passive=True)
+        name = (self._names.dead_letter_queue if dead_letters else self._names.queue)(function)
+        result = await channel.queue_declare(name, passive=True)
         return int(result.message_count or 0)
 
     async def close(self) -> None:

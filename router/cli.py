@@ -68,7 +68,46 @@ def parser() -> argparse.ArgumentParser:
     get = _client(inv_commands.add_parser("get", help="show one invocation"))
     get.add_argument("id")
     get.set_defaults(run=lambda a: _print(_call(a, "GET", f"/invocations/{a.id}")))
+    _dlq_parser(commands)
     return top
+
+
+def _dlq_parser(commands: Any) -> None:
+    dlq = commands.add_parser("dlq", help="a function's dead-letter queue")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    listing = _client(actions.add_parser("list", help="list dead letters"))
+    listing.add_argument("function")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(
+        run=lambda a: _print(_call(a, "GET", f"/functions/{a.function}/dlq?limit={a.limit}"))
+    )
+    show = _client(actions.add_parser("show", help="one dead letter, with every attempt's error"))
+    show.add_argument("function")
+    show.add_argument("id")
+    show.set_defaults(run=lambda a: _print(_call(a, "GET", f"/functions/{a.function}/dlq/{a.id}")))
+    replay = _client(actions.add_parser("replay", help="run dead letters again"))
+    replay.add_argument("function")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="the dead letter's id")
+    which.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.set_defaults(
+        run=lambda a: _print(
+            _call(
+                a,
+                "POST",
+                f"/functions/{a.function}/dlq/replay",
+                {"all": True} if a.all else {"id": a.id},
+            )
+        )
+    )
+    purge = _client(actions.add_parser("purge", help="delete dead letters (all, or one by id)"))
+    purge.add_argument("function")
+    purge.add_argument("id", nargs="?")
+    purge.set_defaults(
+        run=lambda a: _print(
+            _call(a, "DELETE", f"/functions/{a.function}/dlq" + (f"/{a.id}" if a.id else ""))
+        )
+    )
 
 
 def _serve_parser(commands: Any) -> None:

@@ -74,6 +74,18 @@ class Dispatcher:
         if delivery is None:
             await _ack(message)
             return
+        age_s = time.time() - delivery.envelope.accepted_at
+        if age_s >= spec.retry.max_event_age_s:
+            # Too old to run at all (Lambda's maximum event age): straight to the DLQ.
+            expired = Outcome(
+                "failed",
+                0.0,
+                error=ErrorInfo(
+                    "EventExpired", f"event is {age_s:.0f} s old, past max_event_age_s"
+                ),
+            )
+            await self._settle(message, delivery, spec, expired)
+            return
         outcome = await self._run(delivery, spec)
         await self._settle(message, delivery, spec, outcome)
 
@@ -135,22 +147,24 @@ class Dispatcher:
         outcome: Outcome,
     ) -> None:
         env = delivery.envelope
+        error = outcome.error
         decision = retry.decide(
-            outcome.status, env.attempt, time.time() - env.accepted_at, spec.retry
+            outcome.status,
+            env.attempt,
+            time.time() - env.accepted_at,
+            spec.retry,
+            permanent=error is not None and error.permanent,
         )
         if decision == "ack":
             await _ack(message)
             return
-        error = _attempt_error(env.attempt, outcome)
+        failure = _attempt_error(env.attempt, outcome)
         body = orjson.dumps(delivery.event)
         try:
             if decision == "retry":
-                await self._broker.publish(
-                    delivery.function, body, env.next_attempt(error).headers(), env.event_id
-                )
-                self._metrics.retries.labels(delivery.function).inc()
+                await self._retry(delivery, body, env.next_attempt(failure), spec, outcome)
             else:
-                await self._dead_letter(delivery, body, env.next_attempt(error), spec, outcome)
+                await self._dead_letter(delivery, body, env.failed(failure), spec, outcome)
         except BrokerError as exc:
             log.warning(
                 "could not re-publish %s (%s); returning it to the queue", env.invocation_id, exc
@@ -158,6 +172,26 @@ class Dispatcher:
             await _nack(message)
             return
         await _ack(message)
+
+    async def _retry(
+        self,
+        delivery: Delivery,
+        body: bytes,
+        envelope: Envelope,
+        spec: FunctionSpec,
+        outcome: Outcome,
+    ) -> None:
+        """Park the event in the delay tier its backoff (or the handler's Retry) asks for."""
+        asked = outcome.error.retry_after_s if outcome.error else None
+        delay_s = retry.backoff(envelope.attempt - 1, spec.retry) if asked is None else asked
+        await self._broker.publish(
+            delivery.function,
+            body,
+            envelope.headers(),
+            envelope.event_id,
+            delay_ms=retry.tier(delay_s),
+        )
+        self._metrics.retries.labels(delivery.function).inc()
 
     async def _dead_letter(
         self,

@@ -7,6 +7,7 @@ exchange has no envelope and becomes an AMQP event when it is consumed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -57,6 +58,14 @@ class Envelope:
 
     def next_attempt(self, error: dict[str, Any]) -> Envelope:
         return replace(self, attempt=self.attempt + 1, errors=(*self.errors, error))
+
+    def failed(self, error: dict[str, Any]) -> Envelope:
+        """The last attempt's error recorded, for the dead-letter queue."""
+        return replace(self, errors=(*self.errors, error))
+
+    def replayed(self) -> Envelope:
+        """A fresh life for an event replayed from the dead-letter queue."""
+        return replace(self, attempt=1, errors=(), accepted_at=time.time())
 
 
 def _text(value: Any) -> str:

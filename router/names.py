@@ -29,6 +29,9 @@ class Names:
     def invocation(self, invocation_id: str) -> str:
         return f"{self.namespace}:invocation:{invocation_id}"
 
+    def idempotency(self, function: str, event_id: str) -> str:
+        return f"{self.namespace}:idempotency:{function}:{event_id}"
+
     # AMQP
     @property
     def work_exchange(self) -> str:
@@ -38,6 +41,10 @@ class Names:
     @property
     def dead_letter_exchange(self) -> str:
         return f"{self.namespace}.dlx"
+
+    def delay(self, tier_ms: int) -> str:
+        """Exchange and queue of one delay tier: held for the tier's TTL, then back to work."""
+        return f"{self.namespace}.delay.{tier_ms}"
 
     def queue(self, function: str) -> str:
         return f"{self.namespace}.fn.{function}"

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from router.admin import Admin
 from router.broker import Broker
 from router.consumer import Consumers
+from router.dlq import DeadLetters
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
@@ -34,6 +35,7 @@ class Services:
     consumers: Consumers
     admin: Admin
     scaler: Scaler
+    dead_letters: DeadLetters
 
     async def not_ready(self) -> list[str]:
         """Reasons this replica cannot serve yet; empty when it can."""

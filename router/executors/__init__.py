@@ -31,11 +31,18 @@ class ErrorInfo:
     type: str
     message: str
     trace: list[str] = field(default_factory=list)
+    permanent: bool = False  # the handler raised router.PermanentError: no more attempts
+    retry_after_s: float | None = None  # the handler raised router.Retry(after=...)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        return cls(type(exc).__name__, str(exc), [line.rstrip("\n") for line in frames])
+        return cls(
+            type(exc).__name__,
+            str(exc),
+            [line.rstrip("\n") for line in frames],
+            **steering(exc),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {"errorType": self.type, "errorMessage": self.message, "stackTrace": self.trace}
@@ -52,6 +59,17 @@ class Outcome:
     def billed_ms(self) -> int:
         """Billed duration, rounded up to the next millisecond as Lambda bills."""
         return max(1, -int(-self.duration_ms // 1))
+
+
+def steering(exc: BaseException) -> dict[str, Any]:
+    """What the exception asks of the retry policy (router.PermanentError, router.Retry)."""
+    from router.errors import PermanentError, Retry
+
+    if isinstance(exc, PermanentError):
+        return {"permanent": True}
+    if isinstance(exc, Retry):
+        return {"retry_after_s": exc.after}
+    return {}
 
 
 class Executor(Protocol):

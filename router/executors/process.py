@@ -191,7 +191,14 @@ def _since(started: float) -> float:
 
 
 def _error(raw: Mapping[str, Any]) -> ErrorInfo:
-    return ErrorInfo(str(raw.get("type")), str(raw.get("message")), list(raw.get("trace", [])))
+    after = raw.get("retry_after_s")
+    return ErrorInfo(
+        str(raw.get("type")),
+        str(raw.get("message")),
+        list(raw.get("trace", [])),
+        permanent=bool(raw.get("permanent")),
+        retry_after_s=None if after is None else float(after),
+    )
 
 
 def _outcome(reply: Mapping[str, Any]) -> Outcome:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from router.executors import steering
 from router.loader import HandlerError, is_async, load
 
 HEADER = struct.Struct(">I")
@@ -55,7 +56,8 @@ def error(kind: str, message: str, trace: list[str] | None = None) -> dict[str, 
 
 def exception_error(exc: BaseException) -> dict[str, Any]:
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return error(type(exc).__name__, str(exc), [line.rstrip("\n") for line in lines])
+    described = error(type(exc).__name__, str(exc), [line.rstrip("\n") for line in lines])
+    return {**described, **steering(exc)}
 
 
 def max_rss_mb() -> float:

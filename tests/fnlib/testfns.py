@@ -120,3 +120,39 @@ def environment(event: Any, context: Any) -> dict[str, Any]:
 def sleep_then_pid(event: Any, context: Any) -> int:
     time.sleep(float(event.get("sleep", 1)) if isinstance(event, dict) else 1)
     return os.getpid()
+
+
+def _now_entry(event: Any, context: Any) -> None:
+    _client.rpush(
+        ledger_key(context.function_name),
+        json.dumps({"event": event, "request_id": context.aws_request_id, "at": time.time()}),
+    )
+
+
+def permanent(event: Any, context: Any) -> None:
+    import router
+
+    _now_entry(event, context)
+    raise router.PermanentError("this order can never be valid")
+
+
+def retry_later(event: Any, context: Any) -> str:
+    import router
+
+    _now_entry(event, context)
+    if len(_client.lrange(ledger_key(context.function_name), 0, -1)) < 2:
+        raise router.Retry("not yet", after=0.6)
+    return "done"
+
+
+def failing_with_time(event: Any, context: Any) -> None:
+    _now_entry(event, context)
+    raise RuntimeError(f"attempt failed for {event}")
+
+
+def fixable(event: Any, context: Any) -> str:
+    """Fails until the test sets the `fixed` key: a bug fixed after events were dead-lettered."""
+    _now_entry(event, context)
+    if not _client.get(f"{os.environ['ROUTER_NAMESPACE']}:fixed:{context.function_name}"):
+        raise ValueError("bug")
+    return "fixed"

@@ -1,0 +1,714 @@
+"""Benchmarks of trigger-router against real Redis and RabbitMQ, each with a baseline.
+
+    python bench/run.py [--scenario NAME] [--quick]
+
+Scenarios: scale-up, cold-start, warm-overhead, drain (see bench/README.md). Every scenario
+starts its own router (`python -m router serve`) in a fresh namespace and removes the
+namespace's Redis keys, queues and exchanges afterwards. One table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import redis.asyncio
+from aio_pika.abc import AbstractIncomingMessage
+from aiohttp import web
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+REDIS_URL = "redis://127.0.0.1:6379/0"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+HANDLERS = "bench.handlers"
+KEEP_WARM_S = 2.0
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class Row:
+    scenario: str
+    mode: str
+    figure: str
+    baseline: str = "-"
+    ratio: str = "-"
+    goal: str = "-"
+    met: str = "-"
+
+
+def verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = Row("scenario", "mode", "figure", "baseline", "ratio", "goal", "met")
+    table = [header, *rows]
+    columns = ("scenario", "mode", "figure", "baseline", "ratio", "goal", "met")
+    widths = {c: max(len(str(getattr(r, c))) for r in table) for c in columns}
+    for row in table:
+        print("  ".join(str(getattr(row, c)).ljust(widths[c]) for c in columns).rstrip())
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus text
+
+
+METRIC_LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
+LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class Metrics:
+    samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> Metrics:
+        samples = []
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            match = METRIC_LINE.match(line)
+            if match is None:
+                continue
+            name, labels, value = match.groups()
+            samples.append((name, dict(LABEL.findall(labels or "")), float(value)))
+        return cls(samples)
+
+    def value(self, name: str, **labels: str) -> float:
+        """Sum of the samples named `name` whose labels include `labels` (0 when none)."""
+        return sum(
+            v
+            for n, ls, v in self.samples
+            if n == name and all(ls.get(k) == want for k, want in labels.items())
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The router under test
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Router:
+    """One `router serve` process in its own namespace, plus cleanup of what it created."""
+
+    def __init__(self, session: aiohttp.ClientSession, namespace: str | None = None) -> None:
+        self.session = session
+        self.namespace = namespace or f"bench-{secrets.token_hex(4)}"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.functions: set[str] = set()
+        self.exchanges: set[str] = set()
+        self.queues: set[str] = set()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept for the router's lifetime
+            prefix=f"{self.namespace}-", suffix=".log", delete=False
+        )
+
+    async def start(self) -> None:
+        env = {
+            **os.environ,
+            "ROUTER_NAMESPACE": self.namespace,
+            "ROUTER_PORT": str(self.port),
+            "ROUTER_KEEP_WARM_S": str(KEEP_WARM_S),
+            "ROUTER_LOG_LEVEL": "WARNING",
+            "ROUTER_REDIS_URL": REDIS_URL,
+            "ROUTER_AMQP_URL": AMQP_URL,
+            "PYTHONPATH": f"{BENCH_DIR}:{REPO_ROOT}",
+        }
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"router exited with {self._process.returncode}: {self.tail()}")
+            try:
+                async with self.session.get(f"{self.base}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"router not ready after {READY_TIMEOUT_S:.0f} s: {self.tail()}")
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(f"  router {self.namespace} ignored SIGTERM; killing it", file=sys.stderr)
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+    def tail(self, lines: int = 20) -> str:
+        self._log.flush()
+        text = Path(self._log.name).read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def cleanup(self) -> None:
+        await self.stop()
+        client = redis.asyncio.Redis.from_url(REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{self.namespace}:*", count=500)]
+            for start in range(0, len(keys), 500):
+                await client.delete(*keys[start : start + 500])
+        finally:
+            await client.aclose()
+        connection = await aio_pika.connect(AMQP_URL)
+        try:
+            queues = {
+                *self.queues,
+                *(f"{self.namespace}.fn.{f}" for f in self.functions),
+                *(f"{self.namespace}.fn.{f}.dlq" for f in self.functions),
+            }
+            exchanges = {*self.exchanges, f"{self.namespace}.work", f"{self.namespace}.dlx"}
+            for queue in sorted(queues):
+                async with connection.channel() as channel:
+                    await channel.queue_delete(queue)
+            for exchange in sorted(exchanges):
+                async with connection.channel() as channel:
+                    await channel.exchange_delete(exchange)
+        finally:
+            await connection.close()
+        Path(self._log.name).unlink(missing_ok=True)
+
+    # The admin API
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.session.request(method, f"{self.base}{path}", json=body) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text) if text else None
+            except json.JSONDecodeError:
+                return response.status, text
+
+    async def put_function(
+        self, name: str, handler: str, isolation: str, maximum: int, minimum: int = 0
+    ) -> None:
+        self.functions.add(name)
+        spec = {
+            "handler": f"{HANDLERS}:{handler}",
+            "isolation": isolation,
+            "timeout_s": 10,
+            "memory_mb": 128,
+            "concurrency": {"min": minimum, "max": maximum},
+        }
+        status, body = await self.call("PUT", f"/api/v1/functions/{name}", spec)
+        if status not in (200, 201):
+            raise RuntimeError(f"PUT function {name}: {status} {body}")
+
+    async def put_trigger(self, name: str, trigger: dict[str, Any]) -> None:
+        if trigger.get("type") == "amqp":
+            self.exchanges.add(str(trigger["exchange"]))
+        status, body = await self.call("PUT", f"/api/v1/triggers/{name}", trigger)
+        if status not in (200, 201):
+            raise RuntimeError(f"PUT trigger {name}: {status} {body}")
+
+    async def invoke(self, function: str, event: Any) -> Any:
+        status, body = await self.call("POST", f"/api/v1/functions/{function}/invoke", event)
+        if status != 200:
+            raise RuntimeError(f"invoke {function}: {status} {body}")
+        return body
+
+    async def metrics(self) -> Metrics:
+        async with self.session.get(f"{self.base}/metrics") as response:
+            return Metrics.parse(await response.text())
+
+
+@dataclass
+class Options:
+    quick: bool
+
+
+Scenario = Callable[[aiohttp.ClientSession, Options], Awaitable[list[Row]]]
+
+
+async def with_router(
+    session: aiohttp.ClientSession, body: Callable[[Router], Awaitable[list[Row]]]
+) -> list[Row]:
+    router = Router(session)
+    try:
+        await router.start()
+        return await body(router)
+    finally:
+        await router.cleanup()
+
+
+async def wait_for_metric(
+    router: Router, check: Callable[[Metrics], bool], timeout_s: float, every_s: float = 0.02
+) -> float | None:
+    """Seconds until `check(metrics)` holds, polling every `every_s`; None on timeout."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if check(await router.metrics()):
+            return time.perf_counter() - started
+        await asyncio.sleep(every_s)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. scale-up
+
+
+async def scale_up(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    events, maximum, sleep_s = 16, 4, 2.0
+
+    async def body(router: Router) -> list[Row]:
+        fn = "scale"
+        await router.put_function(fn, "sleep", "process", maximum)
+
+        async def enqueue() -> int:
+            url = f"{router.base}/api/v1/functions/{fn}/invoke?mode=async"
+            async with session.post(url, json={"sleep": sleep_s}) as response:
+                return response.status
+
+        started = time.perf_counter()
+        sends = asyncio.gather(*(enqueue() for _ in range(events)))
+        reached: float | None = None
+        while time.perf_counter() - started < 10.0:
+            metrics = await router.metrics()
+            if metrics.value("router_workers", function=fn, state="busy") >= maximum:
+                reached = time.perf_counter() - started
+                break
+            await asyncio.sleep(0.02)
+        statuses = await sends
+        accepted = sum(1 for s in statuses if s == 202)
+        cold = (await router.metrics()).value("router_cold_starts_total", function=fn)
+        figure = (
+            f"{reached:.2f} s to {maximum} busy" if reached is not None else "not reached in 10 s"
+        )
+        figure += f" ({accepted}/{events} accepted, {cold:.0f} cold starts)"
+        ok = reached is not None and reached < 1.0 and accepted == events
+        return [Row("scale-up", "process", figure, goal="< 1 s", met=verdict(ok))]
+
+    return await with_router(session, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. cold-start
+
+
+async def cold_start(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    runs = 5 if options.quick else 15
+
+    async def body(router: Router) -> list[Row]:
+        fn = "cold"
+        await router.put_function(fn, "noop", "process", 2)
+        cold_ms: list[float] = []
+        warm_ms: list[float] = []
+        net_ms: list[float] = []
+        missed = 0
+        before = await router.metrics()
+        for _ in range(runs):
+
+            def scaled_to_zero(m: Metrics) -> bool:
+                idle = m.value("router_workers", function=fn, state="idle")
+                busy = m.value("router_workers", function=fn, state="busy")
+                return idle == 0 and busy == 0
+
+            if await wait_for_metric(router, scaled_to_zero, 15.0, 0.05) is None:
+                raise RuntimeError("the pool did not scale back to zero within 15 s")
+            starts = (await router.metrics()).value("router_cold_starts_total", function=fn)
+            t0 = time.perf_counter()
+            await router.invoke(fn, {"n": 1})
+            t1 = time.perf_counter()
+            await router.invoke(fn, {"n": 2})
+            t2 = time.perf_counter()
+            after = (await router.metrics()).value("router_cold_starts_total", function=fn)
+            if after - starts != 1:
+                missed += 1
+            cold_ms.append((t1 - t0) * 1000)
+            warm_ms.append((t2 - t1) * 1000)
+            net_ms.append((t1 - t0 - (t2 - t1)) * 1000)
+        final = await router.metrics()
+        name = "router_init_duration_seconds"
+        inits = final.value(f"{name}_count", function=fn) - before.value(
+            f"{name}_count", function=fn
+        )
+        init_sum = final.value(f"{name}_sum", function=fn) - before.value(
+            f"{name}_sum", function=fn
+        )
+        init_avg = init_sum / inits * 1000 if inits else float("nan")
+        warm50 = percentile(warm_ms, 50)
+        p50, p95 = percentile(net_ms, 50), percentile(net_ms, 95)
+        note = f" [{missed} runs without exactly 1 cold start]" if missed else ""
+        return [
+            Row(
+                "cold-start",
+                "process",
+                f"p50 {p50:.0f} ms cold-warm (raw {percentile(cold_ms, 50):.0f} ms), n={runs}"
+                + note,
+                f"warm p50 {warm50:.1f} ms",
+                f"{percentile(cold_ms, 50) / warm50:.0f}x",
+                "p50 < 250 ms",
+                verdict(p50 < 250),
+            ),
+            Row(
+                "cold-start",
+                "process",
+                f"p95 {p95:.0f} ms cold-warm (raw {percentile(cold_ms, 95):.0f} ms)",
+                f"warm p95 {percentile(warm_ms, 95):.1f} ms",
+            ),
+            Row(
+                "cold-start",
+                "process",
+                f"init avg {init_avg:.0f} ms over {inits:.0f} inits (router_init_duration)",
+            ),
+        ]
+
+    return await with_router(session, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. warm-overhead
+
+
+async def timed_loop(
+    session: aiohttp.ClientSession, url: str, count: int, warmup: int
+) -> list[float]:
+    """Milliseconds per sequential POST of a small JSON event (after `warmup` unmeasured)."""
+    event = {"n": 1}
+    samples: list[float] = []
+    for i in range(warmup + count):
+        t0 = time.perf_counter()
+        async with session.post(url, json=event) as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"POST {url}: {response.status}")
+        if i >= warmup:
+            samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+async def bare_server() -> tuple[web.AppRunner, str]:
+    """The baseline: an aiohttp server answering the same route with the same JSON."""
+
+    async def invoke(request: web.Request) -> web.Response:
+        await request.json()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/functions/{name}/invoke", invoke)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def warm_overhead(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    count, warmup = (100, 20) if options.quick else (500, 50)
+    modes = (("inline", "noop_async"), ("thread", "noop"), ("process", "noop"))
+    goals = {"inline": 1.0, "process": 3.0}
+
+    async def body(router: Router) -> list[Row]:
+        for mode, handler in modes:
+            await router.put_function(f"warm-{mode}", handler, mode, 4)
+        runner, base = await bare_server()
+        try:
+            baseline = await timed_loop(session, f"{base}/api/v1/functions/x/invoke", count, warmup)
+        finally:
+            await runner.cleanup()
+        b50, b99 = percentile(baseline, 50), percentile(baseline, 99)
+        rows = [
+            Row(
+                "warm-overhead",
+                "baseline",
+                f"p50 {b50:.2f} ms  p99 {b99:.2f} ms (bare aiohttp, n={count})",
+            )
+        ]
+        for mode, _ in modes:
+            fn = f"warm-{mode}"
+            before = await router.metrics()
+            samples = await timed_loop(
+                session, f"{router.base}/api/v1/functions/{fn}/invoke", count, warmup
+            )
+            after = await router.metrics()
+            name = "router_invocation_duration_seconds"
+            runs = after.value(f"{name}_count", function=fn) - before.value(
+                f"{name}_count", function=fn
+            )
+            handler_s = after.value(f"{name}_sum", function=fn) - before.value(
+                f"{name}_sum", function=fn
+            )
+            handler_ms = handler_s / runs * 1000 if runs else float("nan")
+            p50, p99 = percentile(samples, 50), percentile(samples, 99)
+            overhead = p50 - b50
+            goal = goals.get(mode)
+            rows.append(
+                Row(
+                    "warm-overhead",
+                    mode,
+                    f"p50 {p50:.2f} ms  p99 {p99:.2f} ms; overhead p50 {overhead:+.2f} ms"
+                    f" p99 {p99 - b99:+.2f} ms (router-timed run avg {handler_ms:.2f} ms)",
+                    f"p50 {b50:.2f} ms",
+                    f"{p50 / b50:.1f}x",
+                    f"overhead < {goal:g} ms" if goal is not None else "-",
+                    verdict(overhead < goal) if goal is not None else "-",
+                )
+            )
+        return rows
+
+    return await with_router(session, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. drain
+
+
+def message_body(key: str, seq: int) -> bytes:
+    """A JSON document of about 300 bytes naming the counter to increment."""
+    document = {"key": key, "seq": seq, "source": "bench", "pad": ""}
+    size = len(json.dumps(document).encode())
+    document["pad"] = "x" * max(0, 300 - size)
+    return json.dumps(document).encode()
+
+
+async def publish(exchange_name: str, routing_key: str, key: str, count: int) -> float:
+    """Publish `count` persistent messages with publisher confirms; returns seconds taken."""
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = (
+            channel.default_exchange
+            if exchange_name == ""
+            else await channel.get_exchange(exchange_name, ensure=True)
+        )
+        started = time.perf_counter()
+        batch = 250
+        for first in range(0, count, batch):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            message_body(key, seq),
+                            content_type="application/json",
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=routing_key,
+                    )
+                    for seq in range(first, min(count, first + batch))
+                )
+            )
+        return time.perf_counter() - started
+    finally:
+        await connection.close()
+
+
+async def queue_depth(queue: str) -> int:
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
+
+
+async def watch_counter(key: str, target: int, timeout_s: float) -> tuple[float, int]:
+    """Poll the counter every 10 ms; (seconds from first seen >= 1 to >= target, last value)."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        first: float | None = None
+        deadline = time.perf_counter() + timeout_s
+        value = 0
+        while time.perf_counter() < deadline:
+            value = int(await client.get(key) or 0)
+            now = time.perf_counter()
+            if value >= 1 and first is None:
+                first = now
+            if value >= target and first is not None:
+                return now - first, value
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"counter {key} reached only {value}/{target} in {timeout_s:.0f} s")
+    finally:
+        await client.aclose()
+
+
+async def bare_consumer(namespace: str, count: int) -> tuple[float, float]:
+    """The ceiling: aio-pika consumer (prefetch 64, manual ack) doing the same INCR.
+
+    Returns (events/s from first to last handled, publish seconds).
+    """
+    queue_name = f"{namespace}.baseline"
+    key = f"{namespace}:drain:baseline"
+    connection = await aio_pika.connect(AMQP_URL)
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
+        published = await publish("", queue_name, key, count)
+        await channel.set_qos(prefetch_count=64)
+        queue = await channel.get_queue(queue_name)
+        handled = 0
+        first: float | None = None
+        done = asyncio.Event()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            nonlocal handled, first
+            document = json.loads(message.body)
+            await client.incr(document["key"])
+            await message.ack()
+            handled += 1
+            if first is None:
+                first = time.perf_counter()
+            if handled >= count:
+                done.set()
+
+        tag = await queue.consume(on_message)
+        await asyncio.wait_for(done.wait(), 120)
+        elapsed = time.perf_counter() - (first or 0.0)
+        await queue.cancel(tag)
+        return (count - 1) / elapsed, published
+    finally:
+        await client.aclose()
+        async with connection.channel() as cleanup:
+            await cleanup.queue_delete(queue_name)
+        await connection.close()
+
+
+async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    count = 1000 if options.quick else 5000
+    modes = (("inline", "incr_async"), ("thread", "incr"), ("process", "incr"))
+    maximum = 8
+
+    async def body(router: Router) -> list[Row]:
+        exchange = f"{router.namespace}.bench"
+        for mode, handler in modes:
+            await router.put_function(f"drain-{mode}", handler, mode, maximum)
+            await router.put_trigger(
+                f"drain-{mode}",
+                {
+                    "function": f"drain-{mode}",
+                    "type": "amqp",
+                    "exchange": exchange,
+                    "exchange_type": "topic",
+                    "routing_key": f"bench.{mode}.#",
+                },
+            )
+        await router.stop()
+        ceiling, published_s = await bare_consumer(router.namespace, count)
+        rows = [
+            Row(
+                "drain",
+                "baseline",
+                f"{ceiling:.0f} ev/s bare aio-pika+INCR (n={count}; published in"
+                f" {published_s:.1f} s)",
+            )
+        ]
+        for mode, _ in modes:
+            key = f"{router.namespace}:drain:{mode}"
+            published = await publish(exchange, f"bench.{mode}.x", key, count)
+            depth = await queue_depth(f"{router.namespace}.fn.drain-{mode}")
+            if depth != count:
+                raise RuntimeError(f"drain-{mode}: queue holds {depth}, expected {count}")
+            await router.start()
+            elapsed, value = await watch_counter(key, count, 150.0)
+            await router.stop()
+            rate = (count - 1) / elapsed
+            rows.append(
+                Row(
+                    "drain",
+                    mode,
+                    f"{rate:.0f} ev/s ({elapsed:.2f} s for {count};"
+                    f" published in {published:.1f} s)"
+                    + (f" [counter {value}]" if value != count else ""),
+                    f"{ceiling:.0f} ev/s",
+                    f"{rate / ceiling:.2f}",
+                )
+            )
+        return rows
+
+    return await with_router(session, body)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "scale-up": scale_up,
+    "cold-start": cold_start,
+    "warm-overhead": warm_overhead,
+    "drain": drain,
+}
+BUDGET_S = {"scale-up": 45.0, "cold-start": 120.0, "warm-overhead": 90.0, "drain": 240.0}
+
+
+async def main_async(names: Sequence[str], options: Options) -> list[Row]:
+    rows: list[Row] = []
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=32)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        for name in names:
+            started = time.perf_counter()
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            try:
+                rows += await asyncio.wait_for(
+                    SCENARIOS[name](session, options), BUDGET_S[name] / (2 if options.quick else 1)
+                )
+            except Exception as exc:  # report and go on with the other scenarios
+                message = f"{type(exc).__name__}: {exc}".replace("\n", " | ")
+                rows.append(Row(name, "-", f"ERROR {message[:300]}"))
+            print(f"  {name} took {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args(argv)
+    names = args.scenario or list(SCENARIOS)
+    started = time.perf_counter()
+    rows = asyncio.run(main_async(names, Options(quick=args.quick)))
+    print()
+    print_table(rows)
+    print(f"\n({time.perf_counter() - started:.0f} s; {os.cpu_count()} CPUs)")
+    return 1 if any(r.figure.startswith("ERROR") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
