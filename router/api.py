@@ -132,13 +132,21 @@ async def invoke(request: web.Request) -> web.Response:
     event = await read_json(request, svc.settings.max_body_bytes)
     if mode == "async":
         try:
-            invocation_id = await svc.ingress.enqueue(name, spec.version, event, None, None)
+            event_id = request.headers.get("Idempotency-Key")
+            invocation_id = await svc.ingress.enqueue(name, spec.version, event, event_id, None)
         except BrokerError as exc:
             raise HttpError(503, f"the event could not be queued: {exc}") from exc
         return json_response({"invocation_id": invocation_id}, status=202)
     request_id = new_id()
     try:
-        outcome = await svc.invoker.invoke(name, spec, event, request_id, wait=False)
+        outcome = await svc.invoker.invoke(
+            name,
+            spec,
+            event,
+            request_id,
+            event_id=request.headers.get("Idempotency-Key"),
+            wait=False,
+        )
     except Throttled:
         return throttled(name)
     if outcome.error is not None:

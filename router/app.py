@@ -25,6 +25,7 @@ from router.consumer import Consumers
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
 from router.executors.local import LocalExecutor
+from router.idempotency import Idempotency
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
@@ -67,7 +68,8 @@ def build_services(settings: Settings) -> Services:
     store = RegistryStore(redis, names)
     registry = Registry(store, redis, names, settings.registry_poll_s)
     broker = Broker(settings.amqp_url, names, settings.publish_timeout_s)
-    invoker = Invoker(LocalExecutor(settings.thread_workers), metrics)
+    idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
+    invoker = Invoker(LocalExecutor(settings.thread_workers), metrics, idempotency)
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
     consumers = Consumers(broker, dispatcher, names)

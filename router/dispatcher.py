@@ -127,7 +127,7 @@ class Dispatcher:
         if isinstance(delivery.event, dict) and "attempt" in delivery.event:
             delivery.event["attempt"] = env.attempt
         outcome = await self._invoker.invoke(
-            delivery.function, spec, delivery.event, env.invocation_id
+            delivery.function, spec, delivery.event, env.invocation_id, event_id=env.event_id
         )
         await self._save(record.model_copy(update=_finished(outcome)))
         return outcome

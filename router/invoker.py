@@ -9,6 +9,7 @@ from typing import Any
 
 from router.executors import Call, Outcome
 from router.executors.local import LocalExecutor
+from router.idempotency import Idempotency
 from router.metrics import Metrics
 from router.pool import Pool, Throttled
 from router.registry import Snapshot
@@ -20,8 +21,9 @@ __all__ = ["Invoker", "Throttled"]
 
 
 class Invoker:
-    def __init__(self, local: LocalExecutor, metrics: Metrics) -> None:
+    def __init__(self, local: LocalExecutor, metrics: Metrics, idempotency: Idempotency) -> None:
         self._local = local
+        self._idempotency = idempotency
         self._metrics = metrics
         self.pools: dict[str, Pool] = {}
         self._stopping: set[asyncio.Future[None]] = set()
@@ -38,9 +40,26 @@ class Invoker:
         return pool
 
     async def invoke(
-        self, function: str, spec: FunctionSpec, event: Any, request_id: str, *, wait: bool = True
+        self,
+        function: str,
+        spec: FunctionSpec,
+        event: Any,
+        request_id: str,
+        *,
+        event_id: str | None = None,
+        wait: bool = True,
     ) -> Outcome:
-        """Run the call; with `wait=False` raise Throttled at `concurrency.max` instead."""
+        """Run the call; with `wait=False` raise Throttled at `concurrency.max` instead.
+
+        An idempotent function's duplicate (same event id) is answered without running.
+        """
+        return await self._idempotency.run(
+            function, spec, event_id, lambda: self._run(function, spec, event, request_id, wait)
+        )
+
+    async def _run(
+        self, function: str, spec: FunctionSpec, event: Any, request_id: str, wait: bool
+    ) -> Outcome:
         pool = self.pool(function, spec)
         try:
             await pool.acquire(wait)

@@ -104,6 +104,12 @@ class Metrics:
             ["function"],
             registry=r,
         )
+        self.duplicates = Counter(
+            "router_duplicates",
+            "Duplicate events of idempotent functions, not run again.",
+            ["function"],
+            registry=r,
+        )
         self.workers = Gauge(
             "router_workers",
             "Process execution environments by state.",

@@ -25,6 +25,7 @@ class Settings:
     admin_token: str = ""
     handlers: tuple[str, ...] = ("handlers",)
     invocation_ttl_s: int = 86400
+    idempotency_window_s: int = 86400
     registry_poll_s: float = 0.5
     publish_timeout_s: float = 5.0
     max_body_bytes: int = 6 * 1024 * 1024

@@ -58,7 +58,7 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
     event_id = events.webhook_event_id(event["headers"])
     if trigger.mode == "async":
         return await _enqueue(svc, snapshot, name, trigger, event, event_id, request_id)
-    return await _run(svc, snapshot, trigger, event, request_id)
+    return await _run(svc, snapshot, trigger, event, request_id, event_id)
 
 
 async def _enqueue(
@@ -87,10 +87,13 @@ async def _run(
     trigger: WebhookTrigger,
     event: dict[str, Any],
     request_id: str,
+    event_id: str | None,
 ) -> web.StreamResponse:
     spec = snapshot.functions[trigger.function]
     try:
-        outcome = await svc.invoker.invoke(trigger.function, spec, event, request_id, wait=False)
+        outcome = await svc.invoker.invoke(
+            trigger.function, spec, event, request_id, event_id=event_id, wait=False
+        )
     except Throttled:
         return throttled(trigger.function)
     return function_url_answer(outcome, request_id)

@@ -54,6 +54,7 @@ class Outcome:
     duration_ms: float
     result: Any = None
     error: ErrorInfo | None = None
+    duplicate: bool = False  # answered from an idempotent function's stored result
 
     @property
     def billed_ms(self) -> int:
