@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from router import api, declare, loader, openapi, webhooks
@@ -56,14 +58,21 @@ def create_app(settings: Settings) -> web.Application:
         ]
     )
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(stop_taking_events)
     return app
 
 
 def build_services(settings: Settings) -> Services:
     names = Names(settings.namespace)
     metrics = Metrics()
+    # Fail fast when Redis is away (the hot path never waits on it) and retry once on a blip;
+    # redis-py's own defaults (10 retries, up to 1 s apart) would stall every request.
     redis = Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=15
+        settings.redis_url,
+        socket_timeout=2,
+        socket_connect_timeout=1,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
     )
     store = RegistryStore(redis, names)
     registry = Registry(store, redis, names, settings.registry_poll_s)
@@ -76,7 +85,13 @@ def build_services(settings: Settings) -> Services:
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)
     scaler = Scaler(
-        registry, invoker, broker, metrics, settings.scale_interval_s, settings.keep_warm_s
+        registry,
+        invoker,
+        broker,
+        metrics,
+        settings.scale_interval_s,
+        settings.keep_warm_s,
+        consumers.restore,
     )
     return Services(
         settings=settings,
@@ -92,6 +107,7 @@ def build_services(settings: Settings) -> Services:
         admin=Admin(registry, broker),
         scaler=scaler,
         dead_letters=DeadLetters(broker, names),
+        dispatcher=dispatcher,
     )
 
 
@@ -102,6 +118,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     declared = declare.declarations(loader.walk_modules(svc.settings.handlers))
     tasks = [asyncio.create_task(start(svc, declared), name="router-start")]
     yield
+    await drain(svc)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -111,6 +128,27 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.redis.aclose()
 
 
+async def stop_taking_events(app: web.Application) -> None:
+    """First step of a graceful shutdown (SIGTERM): webhooks answer 503, consumers stop."""
+    svc = app[SERVICES]
+    svc.draining = True
+    log.info(
+        "shutting down: no new events; %.0f s for running invocations to finish",
+        svc.settings.shutdown_grace_s,
+    )
+    await svc.consumers.cancel()
+
+
+async def drain(svc: Services) -> None:
+    """Let running invocations finish within the grace period; the rest return to the queue
+    when the consumers' channels close."""
+    svc.draining = True
+    if not await svc.dispatcher.drained(svc.settings.shutdown_grace_s):
+        log.warning(
+            "grace period over: %d invocations return to their queues", svc.dispatcher.running
+        )
+
+
 async def start(svc: Services, declared: list[declare.Declared]) -> None:
     """Reach Redis and RabbitMQ (retrying), register declared functions, then follow changes."""
     await _retry("Redis", svc.registry.refresh)
@@ -118,6 +156,7 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
     await _retry("declared functions", lambda: register(svc, declared))
     await svc.consumers.reconcile(svc.registry.snapshot)
     svc.metrics.up.labels("redis").set(1)
+    svc.started = True
     log.info(
         "ready: %d functions, %d triggers",
         len(svc.registry.snapshot.functions),
@@ -150,12 +189,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    reasons = await services(request).not_ready()
-    if reasons:
-        return json_response({"status": "unavailable", "reasons": reasons}, status=503)
-    return json_response(
-        {"status": "ready", "version": services(request).registry.snapshot.version}
-    )
+    svc = services(request)
+    ready, problems = await svc.readiness()
+    if not ready:
+        return json_response({"status": "unavailable", "reasons": problems}, status=503)
+    status = "degraded" if problems else "ready"
+    version = svc.registry.snapshot.version
+    return json_response({"status": status, "reasons": problems, "version": version})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -29,6 +30,12 @@ log = logging.getLogger("router.broker")
 # Bounded redeliveries of a message whose consumer died mid-run (a crash loop would otherwise
 # spin forever); past it RabbitMQ dead-letters the message to the function's DLQ.
 DELIVERY_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class QueueState:
+    ready: int
+    consumers: int
 
 
 class BrokerError(Exception):
@@ -53,7 +60,9 @@ class Broker:
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        """Connected now; false while a robust connection is between reconnects."""
+        connection = self._connection
+        return connection is not None and connection.connected.is_set()
 
     async def connect(self) -> None:
         """Connect once; raises when the broker cannot be reached (the caller retries)."""
@@ -191,8 +200,8 @@ class Broker:
                 raise
             raise BrokerError(f"RabbitMQ did not confirm the message: {exc!r}") from exc
 
-    async def queue_depth(self, function: str, *, dead_letters: bool = False) -> int:
-        """Ready messages (passive declare counts no unacked ones).
+    async def queue_state(self, function: str, *, dead_letters: bool = False) -> QueueState:
+        """Ready messages (passive declare counts no unacked ones) and consumers.
 
         Declared on the underlying aiormq channel: aio-pika's robust channel answers a repeated
         passive declare from its cache, so the count would never change.
@@ -202,7 +211,7 @@ class Broker:
         channel = await self._inspector.get_underlay_channel()
         name = (self._names.dead_letter_queue if dead_letters else self._names.queue)(function)
         result = await channel.queue_declare(name, passive=True)
-        return int(result.message_count or 0)
+        return QueueState(int(result.message_count or 0), int(result.consumer_count or 0))
 
     async def close(self) -> None:
         if self._connection is not None:

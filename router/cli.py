@@ -261,7 +261,13 @@ def run_serve(args: argparse.Namespace) -> int:
     _install_uvloop()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # handler modules are found where the service runs
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=settings.shutdown_grace_s,
+    )
     return 0
 
 

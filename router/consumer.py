@@ -45,11 +45,19 @@ class Consumer:
             await self._channel.set_qos(prefetch_count=prefetch)
             self.prefetch = prefetch
 
-    async def stop(self) -> None:
-        """Stop receiving; messages not yet settled return to the queue when the channel closes."""
+    async def cancel(self) -> None:
+        """Stop new deliveries; what is in flight can still be settled on the open channel."""
         try:
             if self._queue is not None and self._tag is not None:
                 await self._queue.cancel(self._tag)
+        except CONNECTION_EXCEPTIONS as exc:
+            log.warning("cancelling consumer of %s: %s", self.function, exc)
+        self._tag = None
+
+    async def stop(self) -> None:
+        """Stop receiving; messages not yet settled return to the queue when the channel closes."""
+        await self.cancel()
+        try:
             if self._channel is not None:
                 await self._channel.close()
         except CONNECTION_EXCEPTIONS as exc:
@@ -88,6 +96,22 @@ class Consumers:
                 await consumer.set_prefetch(prefetch)
         except CONNECTION_EXCEPTIONS as exc:
             log.error("cannot consume %s yet: %s", function, exc)
+
+    async def restore(self, function: str, prefetch: int) -> None:
+        """A queue of ours has had no consumer at all for a while: start ours again (aio-pika's
+        robust channels do not always restore consumers after a broker restart)."""
+        async with self._lock:
+            if not self._broker.connected:
+                return
+            consumer = self._consumers.pop(function, None)
+            log.warning("queue of %s has no consumer; starting ours again", function)
+            if consumer is not None:
+                await consumer.stop()
+            await self._ensure(function, prefetch)
+
+    async def cancel(self) -> None:
+        async with self._lock:
+            await asyncio.gather(*(c.cancel() for c in self._consumers.values()))
 
     async def stop(self) -> None:
         async with self._lock:

@@ -6,6 +6,7 @@ known and, for a retry or a dead letter, once RabbitMQ has confirmed the copy th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -50,14 +51,40 @@ class Dispatcher:
         self._store = store
         self._broker = broker
         self._metrics = metrics
+        self._running = 0
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Stop starting messages; wait for those running to settle. False on timeout."""
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def handle(self, function: str, message: AbstractIncomingMessage) -> None:
+        if self._draining:
+            await _nack(message)  # prefetched, not started: back to the queue for others
+            return
+        self._running += 1
+        self._idle.clear()
         try:
             await self._handle(function, message)
         except Exception:
             # A bug of ours must not strand the message unacked until the channel closes.
             log.exception("unexpected error handling a message of %s; requeueing it", function)
             await _nack(message)
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
 
     async def _handle(self, function: str, message: AbstractIncomingMessage) -> None:
         snapshot = self._registry.snapshot

@@ -40,7 +40,7 @@ class DeadLetters:
             return found  # closing the channel puts them all back
 
     async def count(self, function: str) -> int:
-        return await self._broker.queue_depth(function, dead_letters=True)
+        return (await self._broker.queue_state(function, dead_letters=True)).ready
 
     async def replay(self, function: str, select: Select) -> int:
         """Send the selected dead letters back to the function's queue, as new events."""

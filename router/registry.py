@@ -162,6 +162,26 @@ class RegistryStore:
 
         return await self._transaction((self._names.triggers,), step)
 
+    async def restore(self, snapshot: Snapshot) -> bool:
+        """Write a whole snapshot back, unless Redis has meanwhile reached its version."""
+
+        async def step(pipe: Pipeline) -> bool:
+            if int(await pipe.get(self._names.registry_version) or 0) >= snapshot.version:
+                _multi(pipe)
+                return False
+            _multi(pipe)
+            pipe.delete(self._names.functions, self._names.triggers)
+            for name, spec in snapshot.functions.items():
+                pipe.hset(self._names.functions, name, spec.model_dump_json())
+            for name, trigger in snapshot.triggers.items():
+                pipe.hset(self._names.triggers, name, trigger.model_dump_json())
+            pipe.set(self._names.registry_version, snapshot.version)
+            pipe.publish(self._names.registry_channel, b"changed")
+            return True
+
+        keys = (self._names.registry_version, self._names.functions, self._names.triggers)
+        return await self._transaction(keys, step)
+
     def _bump(self, pipe: Pipeline) -> None:
         pipe.incr(self._names.registry_version)
         pipe.publish(self._names.registry_channel, b"changed")
@@ -225,11 +245,7 @@ class Registry:
         self.refreshed_at = time.time()
         if self.loaded and fresh.version <= self.snapshot.version:
             if fresh.version < self.snapshot.version:
-                log.warning(
-                    "registry in Redis is at version %d, older than ours (%d); keeping ours",
-                    fresh.version,
-                    self.snapshot.version,
-                )
+                await self._restore(fresh)
             return False
         self.snapshot, self.loaded = fresh, True
         log.info(
@@ -241,6 +257,23 @@ class Registry:
         for listener in self._listeners:
             await listener(fresh)
         return True
+
+    async def _restore(self, fresh: Snapshot) -> None:
+        """Redis went backwards. Emptied (a restart without persistence): write our copy back,
+        so changes made from now on build on it. Older but not empty (a failover to a stale
+        replica): keep routing from ours and say so."""
+        if fresh.functions or fresh.triggers:
+            log.warning(
+                "registry in Redis is at version %d, older than ours (%d); keeping ours",
+                fresh.version,
+                self.snapshot.version,
+            )
+            return
+        if await self.store.restore(self.snapshot):
+            log.warning(
+                "registry in Redis was empty; restored version %d from memory",
+                self.snapshot.version,
+            )
 
     async def watch(self) -> None:
         """Follow changes forever: a pub/sub hint wakes us early, the poll catches lost hints."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from router.broker import Broker
 from router.invoker import Invoker
@@ -47,6 +47,7 @@ class Scaler:
         metrics: Metrics,
         interval_s: float,
         keep_warm_s: float,
+        unconsumed: Callable[[str, int], Awaitable[None]],
     ) -> None:
         self._registry = registry
         self._invoker = invoker
@@ -55,6 +56,8 @@ class Scaler:
         self._interval_s = interval_s
         self._keep_warm_s = keep_warm_s
         self._growing: set[asyncio.Future[None]] = set()
+        self._unconsumed = unconsumed
+        self._unconsumed_ticks: dict[str, int] = {}
 
     async def run(self) -> None:
         while True:
@@ -69,8 +72,8 @@ class Scaler:
         self._metrics.registry_version.set(snapshot.version)
         self._metrics.up.labels("rabbitmq").set(1 if self._broker.connected else 0)
         for function, spec in snapshot.functions.items():
-            ready = await self._depth(function)
-            if spec.isolation != "process":
+            ready = await self._depth(function, spec.concurrency.max)
+            if ready is None or spec.isolation != "process":
                 continue
             pool = self._invoker.pool(function, spec)
             start, stop = plan(
@@ -82,17 +85,6 @@ class Scaler:
                 maximum=spec.concurrency.max,
                 keep_warm_s=self._keep_warm_s,
             )
-            log.debug(
-                "%s: total=%d busy=%d in_flight=%d ready=%d ages=%s -> +%d -%d",
-                function,
-                pool.total,
-                len(pool.busy),
-                pool.in_flight,
-                ready,
-                pool.idle_ages(),
-                start,
-                stop,
-            )
             if start:
                 growing = asyncio.ensure_future(pool.grow(start))  # up at once, off this loop
                 self._growing.add(growing)
@@ -100,11 +92,22 @@ class Scaler:
             if stop:
                 await pool.shrink(stop, self._keep_warm_s)
 
-    async def _depth(self, function: str) -> int:
+    async def _depth(self, function: str, prefetch: int) -> int | None:
+        """The queue's ready count; also where a queue found without consumers is reported."""
         try:
-            ready = await self._broker.queue_depth(function)
+            state = await self._broker.queue_state(function)
         except Exception as exc:  # the broker may be away; scaling waits for it
             log.debug("queue depth of %s unavailable: %s", function, exc)
-            return 0
-        self._metrics.queue_depth.labels(function).set(ready)
-        return ready
+            return None
+        self._metrics.queue_depth.labels(function).set(state.ready)
+        await self._check_consumed(function, state.consumers, prefetch)
+        return state.ready
+
+    async def _check_consumed(self, function: str, consumers: int, prefetch: int) -> None:
+        """Restore our consumer when the queue has had none for a second (not just a blip
+        while a new function's consumer is starting)."""
+        ticks = self._unconsumed_ticks.get(function, 0) + 1 if consumers == 0 else 0
+        self._unconsumed_ticks[function] = ticks
+        if ticks * self._interval_s >= 1.0:
+            self._unconsumed_ticks[function] = 0
+            await self._unconsumed(function, prefetch)

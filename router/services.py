@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 from router.admin import Admin
 from router.broker import Broker
 from router.consumer import Consumers
+from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
 from router.ingress import Ingress
 from router.invocations import InvocationStore
@@ -36,19 +38,26 @@ class Services:
     admin: Admin
     scaler: Scaler
     dead_letters: DeadLetters
+    dispatcher: Dispatcher
 
-    async def not_ready(self) -> list[str]:
-        """Reasons this replica cannot serve yet; empty when it can."""
-        reasons = []
+    started: bool = False  # Redis, RabbitMQ and the registry were all reached once
+    draining: bool = False  # shutting down: no new events
+
+    async def readiness(self) -> tuple[bool, list[str]]:
+        """Whether this replica serves, and what is wrong. Once started it keeps serving from
+        its in-memory registry while Redis or RabbitMQ is away: degraded, not down."""
+        problems = []
         try:
-            await self.redis.ping()
+            await asyncio.wait_for(self.redis.ping(), 1.0)
         except Exception as exc:
-            reasons.append(f"redis unreachable: {exc}")
+            problems.append(f"redis unreachable: {exc!r}")
         if not self.broker.connected:
-            reasons.append("rabbitmq unreachable")
+            problems.append("rabbitmq unreachable")
         if not self.registry.loaded:
-            reasons.append("registry not loaded")
-        return reasons
+            problems.append("registry not loaded")
+        if self.draining:
+            problems.append("shutting down")
+        return self.started and not self.draining, problems
 
 
 SERVICES = web.AppKey("services", Services)

@@ -36,6 +36,8 @@ async def hook(request: web.Request) -> web.StreamResponse:
 async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamResponse:
     if not svc.registry.loaded:
         return unavailable("the registry is not loaded yet")
+    if svc.draining:
+        return unavailable("this replica is shutting down")
     snapshot = svc.registry.snapshot
     trigger = snapshot.triggers.get(name)
     if not isinstance(trigger, WebhookTrigger) or trigger.function not in snapshot.functions:
