@@ -156,3 +156,24 @@ def fixable(event: Any, context: Any) -> str:
     if not _client.get(f"{os.environ['ROUTER_NAMESPACE']}:fixed:{context.function_name}"):
         raise ValueError("bug")
     return "fixed"
+
+
+def ledger_entry(event: Any, context: Any) -> str:
+    """Fault tests' handler: appends the event's id to a file ledger named in the event.
+
+    A file, not Redis, so the ledger survives the Redis restarts some fault tests make.
+    Short O_APPEND writes are atomic, so concurrent environments never interleave lines.
+    """
+    payload = event
+    if isinstance(event, dict) and isinstance(event.get("body"), str):
+        payload = json.loads(event["body"])  # a webhook event
+    elif isinstance(event, dict) and isinstance(event.get("body"), dict):
+        payload = event["body"]  # an AMQP event
+    if payload["id"] == "poison":
+        with open(payload["ledger"] + ".poison", "a") as poison:
+            poison.write(f"{time.time()}\n")
+        raise ValueError("poison event")
+    time.sleep(float(payload.get("sleep", 0)))
+    with open(payload["ledger"], "a") as ledger:
+        ledger.write(f"{payload['id']}\n")
+    return str(payload["id"])

@@ -1,0 +1,166 @@
+"""Fault tests' tools: a ledger of events sent and executed, and service restarts.
+
+Each test ends by printing lost, duplicated and dead-lettered counts. Services a test stops are
+always started again, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+import pytest
+
+from tests.conftest import AMQP_URL, Router, cleanup, start_router, stop, unique, wait_ready
+
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
+
+
+@dataclass
+class Ledger:
+    path: Path
+    sent: set[str] = field(default_factory=set)
+
+    def executed(self) -> Counter[str]:
+        if not self.path.exists():
+            return Counter()
+        return Counter(line for line in self.path.read_text().splitlines() if line)
+
+    def wait_all(self, ids: set[str], timeout: float) -> Counter[str]:
+        deadline = time.monotonic() + timeout
+        runs = self.executed()
+        while time.monotonic() < deadline and not ids <= set(runs):
+            time.sleep(0.2)
+            runs = self.executed()
+        return runs
+
+    def report(self, name: str, expected: set[str], dead_lettered: int = 0) -> tuple[int, int]:
+        runs = self.executed()
+        lost = len(expected - set(runs))
+        duplicated = sum(count - 1 for count in runs.values() if count > 1)
+        print(
+            f"\n[{name}] sent={len(self.sent)} expected={len(expected)} "
+            f"executed={sum(runs.values())} lost={lost} duplicated={duplicated} "
+            f"dead_lettered={dead_lettered}"
+        )
+        return lost, duplicated
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(tmp_path / "ledger")
+
+
+class Service:
+    """A router process that a test may kill and start again in the same namespace."""
+
+    def __init__(self, namespace: str, **env: str) -> None:
+        self.namespace = namespace
+        self.env = env
+        self.router: Router | None = None
+
+    def start(self) -> Router:
+        process, port, log = start_router(self.namespace, **self.env)
+        wait_ready(f"http://127.0.0.1:{port}", process, log, timeout=60)
+        self.router = Router(self.namespace, port, process, log)
+        return self.router
+
+    def kill(self) -> None:
+        assert self.router is not None
+        self.router.process.kill()
+        self.router.process.wait()
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    svc = Service(unique("fault"), ROUTER_LOG_LEVEL="WARNING", ROUTER_SHUTDOWN_GRACE_S="20")
+    try:
+        yield svc
+    finally:
+        if svc.router is not None and svc.router.process.poll() is None:
+            stop(svc.router.process)
+        ensure_rabbitmq()
+        ensure_redis()
+        cleanup(svc.namespace)
+
+
+def publish(exchange: str, key: str, bodies: list[bytes], ids: list[str]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for body, message_id in zip(bodies, ids, strict=True):
+        channel.basic_publish(
+            exchange,
+            key,
+            body,
+            pika.BasicProperties(
+                content_type="application/json", message_id=message_id, delivery_mode=2
+            ),
+        )
+    connection.close()
+
+
+def queue_consumers(queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        count: int = connection.channel().queue_declare(queue, passive=True).method.consumer_count
+        return count
+    finally:
+        connection.close()
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def ensure_rabbitmq() -> None:
+    rabbitmqctl("start_app")
+    rabbitmqctl("await_startup")
+
+
+def redis_up() -> bool:
+    result = subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True)
+    return result.stdout.strip() == "PONG"
+
+
+def ensure_redis() -> None:
+    if not redis_up():
+        os.makedirs("/var/lib/redis", exist_ok=True)
+        os.makedirs("/var/log/redis", exist_ok=True)
+        subprocess.run(REDIS_START, check=True, timeout=30)
+    deadline = time.monotonic() + 20
+    while not redis_up():
+        assert time.monotonic() < deadline, "Redis did not come back"
+        time.sleep(0.1)
+
+
+def restart_redis() -> None:
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+    deadline = time.monotonic() + 10
+    while redis_up() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # a real outage, not a blink
+    ensure_redis()
