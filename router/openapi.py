@@ -137,6 +137,104 @@ def _invocations() -> dict[str, Any]:
     }
 
 
+def _dlq() -> dict[str, Any]:
+    letter = _ref("DeadLetter")
+    dead_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+    }
+    purged = {
+        "type": "object",
+        "required": ["purged"],
+        "properties": {"purged": {"type": "integer"}},
+    }
+    return {
+        "/functions/{name}/dlq": {
+            "parameters": [NAME],
+            "get": {
+                "summary": "List dead letters",
+                "operationId": "list_dead_letters",
+                "parameters": [limit],
+                "responses": {
+                    "200": _answer(
+                        "dead letters",
+                        {
+                            "type": "object",
+                            "required": ["function", "count", "messages"],
+                            "properties": {
+                                "function": {"type": "string"},
+                                "count": {"type": "integer"},
+                                "messages": {"type": "array", "items": letter},
+                            },
+                        },
+                    ),
+                    **ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Purge all dead letters",
+                "operationId": "purge_dead_letters",
+                "responses": {"200": _answer("purged", purged), **ERRORS},
+            },
+        },
+        "/functions/{name}/dlq/replay": {
+            "post": {
+                "summary": "Replay one dead letter or all",
+                "operationId": "replay_dead_letters",
+                "parameters": [NAME],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["id"],
+                                    "properties": {"id": {"type": "string"}},
+                                    "additionalProperties": False,
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["all"],
+                                    "properties": {"all": {"const": True}},
+                                    "additionalProperties": False,
+                                },
+                            ]
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": _answer(
+                        "replayed",
+                        {
+                            "type": "object",
+                            "required": ["replayed"],
+                            "properties": {"replayed": {"type": "integer"}},
+                        },
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/functions/{name}/dlq/{id}": {
+            "parameters": [NAME, dead_id],
+            "get": {
+                "summary": "One dead letter",
+                "operationId": "get_dead_letter",
+                "responses": {"200": _answer("the dead letter", letter), **ERRORS},
+            },
+            "delete": {
+                "summary": "Purge one dead letter",
+                "operationId": "purge_dead_letter",
+                "responses": {"200": _answer("purged", purged), **ERRORS},
+            },
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     adapter: TypeAdapter[Any] = TypeAdapter(TriggerSpec)
     defs: dict[str, Any] = {}
@@ -153,6 +251,21 @@ def _schemas() -> dict[str, Any]:
         "Trigger": trigger,
         "TriggerRecord": {"allOf": [_ref("Trigger"), named]},
         "Invocation": invocation,
+        "DeadLetter": {
+            "type": "object",
+            "required": ["id", "errors", "event"],
+            "properties": {
+                "id": {"type": ["string", "null"]},
+                "event_id": {"type": ["string", "null"]},
+                "trigger": {"type": ["string", "null"]},
+                "attempts": {"type": ["integer", "null"]},
+                "errors": {"type": "array", "items": {"type": "object"}},
+                "function_version": {"type": ["integer", "null"]},
+                "accepted_at": {"type": ["number", "null"]},
+                "reason": {},
+                "event": {},
+            },
+        },
         "Accepted": {
             "type": "object",
             "required": ["invocation_id"],
@@ -196,6 +309,7 @@ def build() -> dict[str, Any]:
             **_crud("trigger", "Trigger", "triggers"),
             **_invoke(),
             **_invocations(),
+            **_dlq(),
         },
     }
 
