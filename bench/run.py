@@ -17,7 +17,6 @@ import re
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aio_pika.exceptions
 import aiohttp
 import redis.asyncio
+import redis.exceptions
 from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
@@ -40,6 +41,7 @@ HANDLERS = "bench.handlers"
 KEEP_WARM_S = 2.0
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+KEEP_LOGS = bool(os.environ.get("BENCH_KEEP_LOGS"))  # keep the routers' output for reading
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,6 +126,29 @@ def free_port() -> int:
         return port
 
 
+async def retrying(action: Callable[[], Awaitable[None]], attempts: int = 15) -> None:
+    """Run a cleanup step, retrying for ~30 s while Redis or RabbitMQ is away (restarted)."""
+    for attempt in range(attempts):
+        try:
+            await action()
+            return
+        except (OSError, aio_pika.exceptions.AMQPError, redis.exceptions.RedisError) as exc:
+            if attempt == attempts - 1:
+                raise
+            print(f"  cleanup retrying: {exc!r}", file=sys.stderr)
+            await asyncio.sleep(2)
+
+
+def delay_tiers() -> tuple[int, ...]:
+    """The router's retry delay tiers (a queue and an exchange each), if this version has any."""
+    try:
+        from router import retry
+    except ImportError:
+        return ()
+    tiers: tuple[int, ...] = tuple(getattr(retry, "TIERS_MS", ()))
+    return tiers
+
+
 class Router:
     """One `router serve` process in its own namespace, plus cleanup of what it created."""
 
@@ -135,7 +160,7 @@ class Router:
         self.functions: set[str] = set()
         self.exchanges: set[str] = set()
         self.queues: set[str] = set()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: asyncio.subprocess.Process | None = None
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept for the router's lifetime
             prefix=f"{self.namespace}-", suffix=".log", delete=False
         )
@@ -150,17 +175,22 @@ class Router:
             "ROUTER_REDIS_URL": REDIS_URL,
             "ROUTER_AMQP_URL": AMQP_URL,
             "PYTHONPATH": f"{BENCH_DIR}:{REPO_ROOT}",
+            # Only the bench's functions: the default `handlers` package declares its own.
+            "ROUTER_HANDLERS": HANDLERS,
         }
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve"],
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "router",
+            "serve",
             env=env,
             cwd=REPO_ROOT,
             stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=asyncio.subprocess.STDOUT,
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if self._process.returncode is not None:
                 raise RuntimeError(f"router exited with {self._process.returncode}: {self.tail()}")
             try:
                 async with self.session.get(f"{self.base}/readyz") as response:
@@ -173,15 +203,25 @@ class Router:
 
     async def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None or process.returncode is not None:
             return
+        await self._remember_functions()
         process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
             print(f"  router {self.namespace} ignored SIGTERM; killing it", file=sys.stderr)
             process.kill()
-            await asyncio.to_thread(process.wait)
+            await process.wait()
+
+    async def _remember_functions(self) -> None:
+        """Note every registered function (declared ones too), so cleanup finds its queues."""
+        try:
+            status, body = await self.call("GET", "/api/v1/functions")
+        except aiohttp.ClientError:
+            return
+        if status == 200 and isinstance(body, dict):
+            self.functions.update(str(f["name"]) for f in body.get("functions", []))
 
     def tail(self, lines: int = 20) -> str:
         self._log.flush()
@@ -190,6 +230,14 @@ class Router:
 
     async def cleanup(self) -> None:
         await self.stop()
+        await retrying(self._clean_redis)
+        await retrying(self._clean_rabbitmq)
+        if KEEP_LOGS:
+            print(f"  router log kept: {self._log.name}", file=sys.stderr)
+        else:
+            await asyncio.to_thread(os.unlink, self._log.name)
+
+    async def _clean_redis(self) -> None:
         client = redis.asyncio.Redis.from_url(REDIS_URL)
         try:
             keys = [key async for key in client.scan_iter(match=f"{self.namespace}:*", count=500)]
@@ -197,6 +245,8 @@ class Router:
                 await client.delete(*keys[start : start + 500])
         finally:
             await client.aclose()
+
+    async def _clean_rabbitmq(self) -> None:
         connection = await aio_pika.connect(AMQP_URL)
         try:
             queues = {
@@ -204,7 +254,14 @@ class Router:
                 *(f"{self.namespace}.fn.{f}" for f in self.functions),
                 *(f"{self.namespace}.fn.{f}.dlq" for f in self.functions),
             }
-            exchanges = {*self.exchanges, f"{self.namespace}.work", f"{self.namespace}.dlx"}
+            delays = {f"{self.namespace}.delay.{tier}" for tier in delay_tiers()}
+            queues |= delays
+            exchanges = {
+                *self.exchanges,
+                *delays,
+                f"{self.namespace}.work",
+                f"{self.namespace}.dlx",
+            }
             for queue in sorted(queues):
                 async with connection.channel() as channel:
                     await channel.queue_delete(queue)
@@ -213,7 +270,6 @@ class Router:
                     await channel.exchange_delete(exchange)
         finally:
             await connection.close()
-        Path(self._log.name).unlink(missing_ok=True)
 
     # The admin API
 
@@ -447,6 +503,8 @@ async def warm_overhead(session: aiohttp.ClientSession, options: Options) -> lis
     async def body(router: Router) -> list[Row]:
         for mode, handler in modes:
             await router.put_function(f"warm-{mode}", handler, mode, 4)
+        hook = {"function": "warm-inline", "type": "webhook", "mode": "sync"}
+        await router.put_trigger("warm-hook", hook)
         runner, base = await bare_server()
         try:
             baseline = await timed_loop(session, f"{base}/api/v1/functions/x/invoke", count, warmup)
@@ -460,12 +518,13 @@ async def warm_overhead(session: aiohttp.ClientSession, options: Options) -> lis
                 f"p50 {b50:.2f} ms  p99 {b99:.2f} ms (bare aiohttp, n={count})",
             )
         ]
-        for mode, _ in modes:
-            fn = f"warm-{mode}"
+        targets = [
+            (mode, f"warm-{mode}", f"/api/v1/functions/warm-{mode}/invoke") for mode, _ in modes
+        ]
+        targets.append(("webhook", "warm-inline", "/hooks/warm-hook"))  # inline, via a trigger
+        for mode, fn, path in targets:
             before = await router.metrics()
-            samples = await timed_loop(
-                session, f"{router.base}/api/v1/functions/{fn}/invoke", count, warmup
-            )
+            samples = await timed_loop(session, f"{router.base}{path}", count, warmup)
             after = await router.metrics()
             name = "router_invocation_duration_seconds"
             runs = after.value(f"{name}_count", function=fn) - before.value(
@@ -483,7 +542,7 @@ async def warm_overhead(session: aiohttp.ClientSession, options: Options) -> lis
                     "warm-overhead",
                     mode,
                     f"p50 {p50:.2f} ms  p99 {p99:.2f} ms; overhead p50 {overhead:+.2f} ms"
-                    f" p99 {p99 - b99:+.2f} ms (router-timed run avg {handler_ms:.2f} ms)",
+                    f" p99 {p99 - b99:+.2f} ms (router-measured run avg {handler_ms:.2f} ms)",
                     f"p50 {b50:.2f} ms",
                     f"{p50 / b50:.1f}x",
                     f"overhead < {goal:g} ms" if goal is not None else "-",
