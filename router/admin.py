@@ -11,7 +11,7 @@ import logging
 from router import loader
 from router.broker import Broker, BrokerError, TopologyError
 from router.registry import Registry, RegistryError, Trigger
-from router.specs import AmqpTrigger, FunctionSpec
+from router.specs import REDACTED, AmqpTrigger, FunctionSpec, WebhookTrigger
 
 log = logging.getLogger("router.admin")
 
@@ -49,6 +49,7 @@ class Admin:
                 f"function {trigger.function!r} does not exist; create it first", "function"
             ) from None
         previous = (await self._store.load()).triggers.get(name)
+        trigger = _unredacted(trigger, previous)
         if isinstance(trigger, AmqpTrigger):
             await self._bind(trigger)
         created = await self._store.put_trigger(name, trigger)
@@ -80,6 +81,24 @@ class Admin:
             await self._broker.unbind(trigger)
         except Exception as exc:  # a stale binding only costs filtered messages; report it
             log.warning("could not unbind %s from %s: %s", trigger.function, trigger.exchange, exc)
+
+
+def _unredacted(trigger: Trigger, previous: Trigger | None) -> Trigger:
+    """A secret sent back as shown by GET (redacted) keeps the stored secret in its place."""
+    if not isinstance(trigger, WebhookTrigger) or REDACTED not in trigger.verify.secrets:
+        return trigger
+    stored = previous.verify.secrets if isinstance(previous, WebhookTrigger) else []
+    secrets = []
+    for index, secret in enumerate(trigger.verify.secrets):
+        if secret == REDACTED:
+            if index >= len(stored):
+                raise RegistryError(
+                    f"secret {index} is redacted; send the secret itself", "verify.secrets"
+                )
+            secret = stored[index]
+        secrets.append(secret)
+    verify = trigger.verify.model_copy(update={"secrets": secrets})
+    return trigger.model_copy(update={"verify": verify})
 
 
 def _binding(trigger: Trigger) -> tuple[str, ...]:

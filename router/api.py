@@ -15,7 +15,7 @@ from router.pool import Throttled
 from router.registry import TRIGGER, Trigger
 from router.responses import HttpError, json_response, read_json
 from router.services import services
-from router.specs import FunctionSpec, strip_read_only, valid_name
+from router.specs import FunctionSpec, WebhookTrigger, strip_read_only, valid_name
 from router.webhooks import throttled
 
 log = logging.getLogger("router.api")
@@ -66,7 +66,11 @@ def _function_view(name: str, spec: FunctionSpec) -> dict[str, Any]:
 
 
 def _trigger_view(name: str, trigger: Trigger) -> dict[str, Any]:
-    return {"name": name, **trigger.model_dump()}
+    """Secrets are write-only: shown redacted (and a redacted one PUT back is kept)."""
+    view = {"name": name, **trigger.model_dump()}
+    if isinstance(trigger, WebhookTrigger):
+        view["verify"] = trigger.verify.redacted()
+    return view
 
 
 async def list_functions(request: web.Request) -> web.Response:

@@ -33,7 +33,9 @@ from router.invocations import InvocationStore
 from router.invoker import Invoker
 from router.metrics import CONTENT_TYPE, Metrics
 from router.names import Names
+from router.ratelimit import RateLimiter
 from router.registry import Registry, RegistryError, RegistryStore
+from router.replays import Replays
 from router.responses import HttpError, json_error, json_response
 from router.scaler import Scaler
 from router.services import SERVICES, Services, services
@@ -108,6 +110,8 @@ def build_services(settings: Settings) -> Services:
         scaler=scaler,
         dead_letters=DeadLetters(broker, names),
         dispatcher=dispatcher,
+        rate_limiter=RateLimiter(redis, names),
+        replays=Replays(redis, names),
     )
 
 

@@ -78,6 +78,8 @@ class Consumers:
         return sorted(self._consumers)
 
     async def reconcile(self, snapshot: Snapshot) -> None:
+        if not self._broker.connected:
+            return  # start() reconciles once RabbitMQ is reached
         async with self._lock:
             for name in set(self._consumers) - set(snapshot.functions):
                 await self._consumers.pop(name).stop()

@@ -14,3 +14,12 @@ class Retry(Exception):
     def __init__(self, message: str = "retry requested", *, after: float) -> None:
         super().__init__(message)
         self.after = max(0.0, float(after))
+
+
+def steering(exc: BaseException) -> dict[str, float | bool]:
+    """What an exception asks of the retry policy, as ErrorInfo fields."""
+    if isinstance(exc, PermanentError):
+        return {"permanent": True}
+    if isinstance(exc, Retry):
+        return {"retry_after_s": exc.after}
+    return {}

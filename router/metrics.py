@@ -98,6 +98,12 @@ class Metrics:
             ["trigger", "status"],
             registry=r,
         )
+        self.rejections = Counter(
+            "router_webhook_rejections",
+            "Webhook requests refused before running, by reason.",
+            ["trigger", "reason"],
+            registry=r,
+        )
         self.async_received = Counter(
             "router_async_events_received",
             "Events accepted onto a function's queue.",
@@ -159,6 +165,9 @@ class Metrics:
 
     def webhook(self, trigger: str, status: int) -> None:
         self.webhooks.labels(trigger, str(status)).inc()
+
+    def rejected(self, trigger: str, reason: str) -> None:
+        self.rejections.labels(trigger, reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

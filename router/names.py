@@ -29,6 +29,12 @@ class Names:
     def invocation(self, invocation_id: str) -> str:
         return f"{self.namespace}:invocation:{invocation_id}"
 
+    def delivery(self, trigger: str, delivery_id: str) -> str:
+        return f"{self.namespace}:delivery:{trigger}:{delivery_id}"
+
+    def rate_limit(self, trigger: str) -> str:
+        return f"{self.namespace}:ratelimit:{trigger}"
+
     def idempotency(self, function: str, event_id: str) -> str:
         return f"{self.namespace}:idempotency:{function}:{event_id}"
 

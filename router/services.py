@@ -18,7 +18,9 @@ from router.invocations import InvocationStore
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.names import Names
+from router.ratelimit import RateLimiter
 from router.registry import Registry
+from router.replays import Replays
 from router.scaler import Scaler
 from router.settings import Settings
 
@@ -39,6 +41,8 @@ class Services:
     scaler: Scaler
     dead_letters: DeadLetters
     dispatcher: Dispatcher
+    rate_limiter: RateLimiter
+    replays: Replays
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
     draining: bool = False  # shutting down: no new events

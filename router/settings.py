@@ -29,6 +29,7 @@ class Settings:
     registry_poll_s: float = 0.5
     publish_timeout_s: float = 5.0
     max_body_bytes: int = 6 * 1024 * 1024
+    body_timeout_s: float = 30.0
     thread_workers: int = 32
     scale_interval_s: float = 0.25
     keep_warm_s: float = 60.0

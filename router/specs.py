@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from router import filters
+from router import filters, signatures
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -73,8 +73,82 @@ class FunctionSpec(Spec):
         return self.model_dump(exclude={"version"}) == other.model_dump(exclude={"version"})
 
 
+REDACTED = "<redacted>"
+
+
 class Verify(Spec):
-    scheme: Literal["none"] = "none"
+    """How a webhook's sender is verified. `none` must be chosen explicitly."""
+
+    scheme: Literal["none", "standard-webhooks", "github", "stripe", "slack", "hmac"]
+    secrets: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="all accepted at once, for rotation; write-only",
+    )
+    tolerance_s: int = Field(300, ge=1, le=3600, description="timestamp tolerance, ± seconds")
+    replay_window_s: int = Field(
+        86400,
+        ge=1,
+        le=30 * 86400,
+        description="how long delivery ids are remembered (schemes without a timestamp)",
+    )
+    header: str = Field("", max_length=100, description="hmac: the signature header")
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field("", max_length=50, description='hmac: e.g. "sha256="')
+    timestamp_header: str = Field("", max_length=100, description="hmac: signed timestamp")
+    id_header: str = Field("", max_length=100, description="hmac: delivery id header")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Verify:
+        if self.scheme == "none":
+            if self.secrets:
+                raise ValueError("scheme 'none' takes no secrets")
+            return self
+        if not self.secrets or any(not s for s in self.secrets):
+            raise ValueError(f"scheme {self.scheme!r} needs at least one non-empty secret")
+        if self.scheme == "hmac" and not self.header:
+            raise ValueError("scheme 'hmac' needs 'header', the signature header's name")
+        if self.scheme == "standard-webhooks":
+            for secret in self.secrets:
+                _standard_secret(secret)
+        return self
+
+    def check(self) -> signatures.Check:
+        return signatures.Check(
+            secrets=self.secrets,
+            tolerance_s=self.tolerance_s,
+            header=self.header,
+            algorithm=self.algorithm,
+            encoding=self.encoding,
+            prefix=self.prefix,
+            timestamp_header=self.timestamp_header,
+            id_header=self.id_header,
+        )
+
+    def window_s(self) -> int:
+        """How long a delivery id must be remembered to refuse its replays."""
+        timed = self.scheme in signatures.TIMESTAMPED or bool(self.timestamp_header)
+        return 2 * self.tolerance_s if timed else self.replay_window_s
+
+    def redacted(self) -> dict[str, Any]:
+        return {**self.model_dump(), "secrets": [REDACTED] * len(self.secrets)}
+
+
+def _standard_secret(secret: str) -> None:
+    if secret == REDACTED:
+        return
+    if not secret.startswith("whsec_"):
+        raise ValueError("Standard Webhooks secrets start with 'whsec_'")
+    try:
+        signatures.standard_key(secret)
+    except ValueError:
+        raise ValueError("Standard Webhooks secrets are 'whsec_' then base64") from None
+
+
+class RateLimit(Spec):
+    per_second: float = Field(gt=0, le=100_000)
+    burst: int = Field(ge=1, le=1_000_000)
 
 
 class TriggerBase(Spec):
@@ -105,7 +179,9 @@ class WebhookTrigger(TriggerBase):
     methods: list[Method] = Field(
         default_factory=_post_only, min_length=1, description='HTTP methods; "*" for any'
     )
-    verify: Verify = Verify()
+    verify: Verify = Field(description='required: {"scheme": "none"} to accept unsigned calls')
+    max_body_bytes: int = Field(6 * 1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    rate_limit: RateLimit | None = None
 
 
 class AmqpTrigger(TriggerBase):

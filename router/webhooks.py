@@ -6,13 +6,16 @@ A path below the trigger (`/hooks/{trigger}/users/1`) reaches the same function 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import time
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from router import events, filters
+from router import events, filters, signatures
 from router.broker import BrokerError
 from router.executors import Outcome
 from router.pool import Throttled
@@ -34,6 +37,7 @@ async def hook(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamResponse:
+    """Checks in order of cost: nothing reaches RabbitMQ or a handler unverified."""
     if not svc.registry.loaded:
         return unavailable("the registry is not loaded yet")
     if svc.draining:
@@ -43,15 +47,73 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
     if not isinstance(trigger, WebhookTrigger) or trigger.function not in snapshot.functions:
         return json_error(404, f"no webhook trigger named {name!r}")
     if "*" not in trigger.methods and request.method not in trigger.methods:
-        return json_error(
-            405,
-            f"trigger {name!r} accepts {', '.join(trigger.methods)}",
-            headers={"Allow": ", ".join(trigger.methods)},
-        )
+        allowed = ", ".join(trigger.methods)
+        return json_error(405, f"trigger {name!r} accepts {allowed}", headers={"Allow": allowed})
+    body = await _body(request, svc, trigger)
+    if isinstance(body, web.Response):
+        return body
+    headers = events.joined_headers(request.headers.items())
+    refused = await _guard(svc, name, trigger, headers, body)
+    if isinstance(refused, web.Response):
+        return refused
+    response = await _dispatch(request, svc, snapshot, name, trigger, body)
+    if refused is not None and response.status >= 300:
+        await svc.replays.release(name, refused)  # not accepted: the sender's retry may run
+    return response
+
+
+async def _body(
+    request: web.Request, svc: Services, trigger: WebhookTrigger
+) -> bytes | web.Response:
     try:
-        body = await read_limited(request, svc.settings.max_body_bytes)
+        return await asyncio.wait_for(
+            read_limited(request, trigger.max_body_bytes), svc.settings.body_timeout_s
+        )
     except BodyTooLarge:
-        return json_error(413, f"body is larger than {svc.settings.max_body_bytes} bytes")
+        return json_error(413, f"body is larger than {trigger.max_body_bytes} bytes")
+    except TimeoutError:
+        return json_error(408, f"body not received within {svc.settings.body_timeout_s:.0f} s")
+
+
+async def _guard(
+    svc: Services, name: str, trigger: WebhookTrigger, headers: dict[str, str], body: bytes
+) -> str | web.Response | None:
+    """Signature, rate limit and replay checks. Returns the claimed delivery id (None when
+    the trigger is unverified) or the response refusing the request."""
+    delivery_id = None
+    if trigger.verify.scheme != "none":
+        verdict = signatures.SCHEMES[trigger.verify.scheme](
+            trigger.verify.check(), headers, body, time.time()
+        )
+        if not verdict.ok:
+            svc.metrics.rejected(name, verdict.reason)
+            message = "missing signature headers" if verdict.status == 400 else "invalid signature"
+            return json_error(verdict.status, message)
+        delivery_id = verdict.delivery_id
+    if trigger.rate_limit is not None:
+        wait_s = await svc.rate_limiter.retry_after(name, trigger.rate_limit)
+        if wait_s is not None:
+            svc.metrics.rejected(name, "rate_limited")
+            return json_error(
+                429,
+                f"trigger {name!r} is over its rate limit",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
+    window_s = trigger.verify.window_s()
+    if delivery_id is not None and not await svc.replays.claim(name, delivery_id, window_s):
+        svc.metrics.rejected(name, "replay")
+        return web.json_response({"duplicate": True}, status=200)
+    return delivery_id
+
+
+async def _dispatch(
+    request: web.Request,
+    svc: Services,
+    snapshot: Snapshot,
+    name: str,
+    trigger: WebhookTrigger,
+    body: bytes,
+) -> web.StreamResponse:
     request_id = events.new_id()
     event = events.webhook_event(_http_request(request, body), request_id, events.utcnow())
     if trigger.filter is not None and not filters.matches(trigger.filter, filter_view(event)):

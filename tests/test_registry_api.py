@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 
 import pytest
 
-from tests.conftest import Router, unique
+from tests.conftest import GITHUB_SECRET, Router, unique
 
 
 def test_function_crud_bumps_version_only_on_change(router: Router) -> None:
@@ -72,7 +75,8 @@ def test_malformed_bodies_are_400_json(router: Router, body: bytes, status: int)
 def test_trigger_rules(router: Router) -> None:
     function, trigger = unique("fn"), unique("tr")
     missing = router.http.put(
-        f"/api/v1/triggers/{trigger}", json={"function": function, "type": "webhook"}
+        f"/api/v1/triggers/{trigger}",
+        json={"function": function, "type": "webhook", "verify": {"scheme": "none"}},
     )
     assert missing.status_code == 400
     assert missing.json()["field"] == "function"
@@ -84,7 +88,12 @@ def test_trigger_rules(router: Router) -> None:
     assert bad_type.status_code == 400
     bad_filter = router.http.put(
         f"/api/v1/triggers/{trigger}",
-        json={"function": function, "type": "webhook", "filter": {"body": {"region": "eu"}}},
+        json={
+            "function": function,
+            "type": "webhook",
+            "verify": {"scheme": "none"},
+            "filter": {"body": {"region": "eu"}},
+        },
     )
     assert bad_filter.status_code == 400
     assert "filter" in bad_filter.json()["field"]
@@ -144,10 +153,17 @@ def test_decorated_handlers_are_registered_at_start(router: Router) -> None:
         "pusher": {"name": "ada"},
         "commits": [{"message": "Fix the thing\n\nbody"}],
     }
+    body = json.dumps(push).encode()
+    signature = hmac.new(GITHUB_SECRET.encode(), body, hashlib.sha256).hexdigest()
     response = router.http.post(
         "/hooks/github-push",
-        json=push,
-        headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"},
+        content=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": unique("d"),
+            "X-Hub-Signature-256": f"sha256={signature}",
+            "Content-Type": "application/json",
+        },
     )
     assert response.status_code == 200
     assert response.json()["summary"] == "ada pushed 1 commit to acme/app@main: Fix the thing"

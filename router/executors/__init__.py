@@ -10,6 +10,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from router.errors import steering
+
 if TYPE_CHECKING:
     from router.specs import FunctionSpec
 
@@ -41,7 +43,7 @@ class ErrorInfo:
             type(exc).__name__,
             str(exc),
             [line.rstrip("\n") for line in frames],
-            **steering(exc),
+            **steering(exc),  # type: ignore[arg-type]
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,17 +62,6 @@ class Outcome:
     def billed_ms(self) -> int:
         """Billed duration, rounded up to the next millisecond as Lambda bills."""
         return max(1, -int(-self.duration_ms // 1))
-
-
-def steering(exc: BaseException) -> dict[str, Any]:
-    """What the exception asks of the retry policy (router.PermanentError, router.Retry)."""
-    from router.errors import PermanentError, Retry
-
-    if isinstance(exc, PermanentError):
-        return {"permanent": True}
-    if isinstance(exc, Retry):
-        return {"retry_after_s": exc.after}
-    return {}
 
 
 class Executor(Protocol):

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from router.executors import steering
+from router.errors import steering
 from router.loader import HandlerError, is_async, load
 
 HEADER = struct.Struct(">I")
