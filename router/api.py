@@ -36,8 +36,9 @@ def _validated(model: Any, payload: Any) -> Any:
     try:
         return model.validate_python(strip_read_only(payload))
     except ValidationError as exc:
+        tag = payload.get("type") if isinstance(payload, dict) else None
         details = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+            {"field": _field(err["loc"], tag), "message": err["msg"]}
             for err in exc.errors(include_url=False)
         ]
         raise HttpError(
@@ -46,6 +47,12 @@ def _validated(model: Any, payload: Any) -> Any:
             field=details[0]["field"],
             details=details,
         ) from None
+
+
+def _field(location: tuple[int | str, ...], tag: object) -> str:
+    """The dotted field name, without the union's tag pydantic puts first (`webhook.verify`)."""
+    parts = list(location[1:] if location and location[0] == tag else location)
+    return ".".join(str(p) for p in parts) or "body"
 
 
 class _Model:
