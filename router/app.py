@@ -94,6 +94,7 @@ def build_services(settings: Settings) -> Services:
         settings.scale_interval_s,
         settings.keep_warm_s,
         consumers.restore,
+        settings.max_environments,
     )
     return Services(
         settings=settings,

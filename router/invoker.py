@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from router.executors import Call, Outcome
@@ -27,11 +28,12 @@ class Invoker:
         self._metrics = metrics
         self.pools: dict[str, Pool] = {}
         self._stopping: set[asyncio.Future[None]] = set()
+        self._spawning = asyncio.Semaphore(2 * (os.cpu_count() or 1))
 
     def pool(self, function: str, spec: FunctionSpec) -> Pool:
         pool = self.pools.get(function)
         if pool is None:
-            pool = self.pools[function] = Pool(function, spec, self._metrics)
+            pool = self.pools[function] = Pool(function, spec, self._metrics, self._spawning)
         elif pool.spec.version != spec.version:
             for worker in pool.update(spec):
                 stopping = asyncio.ensure_future(worker.stop())
@@ -107,6 +109,10 @@ class Invoker:
             round(memory_mb),
             "" if init_ms is None else f" Init Duration: {init_ms:.2f} ms",
         )
+
+    def environments(self) -> int:
+        """Process environments of every function, running, idle or starting."""
+        return sum(pool.total for pool in self.pools.values())
 
     async def reconcile(self, snapshot: Snapshot) -> None:
         """Close the pools of functions that left the registry."""

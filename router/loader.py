@@ -67,4 +67,5 @@ def walk_modules(names: tuple[str, ...]) -> Iterator[ModuleType]:
         module = importlib.import_module(name)
         yield module
         for info in pkgutil.walk_packages(getattr(module, "__path__", []), f"{name}."):
-            yield importlib.import_module(info.name)
+            if not info.name.endswith(".__main__"):  # a package's script, not its code
+                yield importlib.import_module(info.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from typing import Any
 
@@ -235,6 +236,15 @@ def _dlq() -> dict[str, Any]:
     }
 
 
+def _record(schema: dict[str, Any]) -> dict[str, Any]:
+    """What GET answers: the spec as stored, with its name."""
+    record = copy.deepcopy(schema)
+    record["properties"] = {"name": {"type": "string"}, **record["properties"]}
+    record["required"] = ["name", *record.get("required", [])]
+    record["title"] = f"{record.get('title', '')}Record"
+    return record
+
+
 def _schemas() -> dict[str, Any]:
     adapter: TypeAdapter[Any] = TypeAdapter(TriggerSpec)
     defs: dict[str, Any] = {}
@@ -243,13 +253,21 @@ def _schemas() -> dict[str, Any]:
     invocation = Invocation.model_json_schema(ref_template=REF + "{model}")
     for schema in (function, trigger, invocation):
         defs.update(schema.pop("$defs", {}))
-    named = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+    records = {f"{kind}Record": _record(defs[kind]) for kind in ("WebhookTrigger", "AmqpTrigger")}
+    trigger_record = {
+        "oneOf": [_ref(name) for name in records],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {"webhook": REF + "WebhookTriggerRecord", "amqp": REF + "AmqpTriggerRecord"},
+        },
+    }
     return {
         **defs,
+        **records,
         "Function": function,
-        "FunctionRecord": {"allOf": [_ref("Function"), named]},
+        "FunctionRecord": _record(function),
         "Trigger": trigger,
-        "TriggerRecord": {"allOf": [_ref("Trigger"), named]},
+        "TriggerRecord": trigger_record,
         "Invocation": invocation,
         "DeadLetter": {
             "type": "object",

@@ -27,7 +27,9 @@ class Throttled(Exception):
 
 
 class Pool:
-    def __init__(self, function: str, spec: FunctionSpec, metrics: Metrics) -> None:
+    def __init__(
+        self, function: str, spec: FunctionSpec, metrics: Metrics, spawning: asyncio.Semaphore
+    ) -> None:
         self.function = function
         self.spec = spec
         self.in_flight = 0
@@ -37,6 +39,7 @@ class Pool:
         self.starting = 0
         self._metrics = metrics
         self._changed = asyncio.Condition()
+        self._spawning = spawning  # shared by all pools: cold starts are CPU-bound
 
     @property
     def total(self) -> int:
@@ -107,12 +110,13 @@ class Pool:
     async def _start(self, cold: bool) -> Worker:
         self.starting += 1
         try:
-            worker = await Worker.start(
-                self.function,
-                self.spec.version,
-                _init(self.spec),
-                environment(self.function, self.spec),
-            )
+            async with self._spawning:
+                worker = await Worker.start(
+                    self.function,
+                    self.spec.version,
+                    _init(self.spec),
+                    environment(self.function, self.spec),
+                )
         finally:
             self.starting -= 1
         self._metrics.cold_starts.labels(self.function).inc()

@@ -48,6 +48,7 @@ class Scaler:
         interval_s: float,
         keep_warm_s: float,
         unconsumed: Callable[[str, int], Awaitable[None]],
+        max_environments: int,
     ) -> None:
         self._registry = registry
         self._invoker = invoker
@@ -58,6 +59,9 @@ class Scaler:
         self._growing: set[asyncio.Future[None]] = set()
         self._unconsumed = unconsumed
         self._unconsumed_ticks: dict[str, int] = {}
+        # Ahead-of-demand starts (min, backlog) stop at this many environments per replica;
+        # beyond it environments start only for events actually being run.
+        self._max_environments = max_environments
 
     async def run(self) -> None:
         while True:
@@ -85,6 +89,7 @@ class Scaler:
                 maximum=spec.concurrency.max,
                 keep_warm_s=self._keep_warm_s,
             )
+            start = min(start, max(0, self._max_environments - self._invoker.environments()))
             if start:
                 growing = asyncio.ensure_future(pool.grow(start))  # up at once, off this loop
                 self._growing.add(growing)

@@ -33,6 +33,7 @@ class Settings:
     thread_workers: int = 32
     scale_interval_s: float = 0.25
     keep_warm_s: float = 60.0
+    max_environments: int = 64
     shutdown_grace_s: float = 25.0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
