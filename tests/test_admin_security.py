@@ -8,6 +8,7 @@ exchanges anyone else uses.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -40,6 +41,7 @@ def secured() -> Iterator[Router]:
         namespace,
         ROUTER_ADMIN_TOKEN=TOKEN,
         ROUTER_HANDLERS="handlers.echo",
+        ROUTER_BODY_TIMEOUT_S="1",
         ROUTER_AMQP_URL=AMQP_URL.rstrip("/") + "/" + vhost,
     )
     try:
@@ -159,3 +161,17 @@ def test_schemathesis_on_invoke_only_documented_answers(secured: Router) -> None
     # Invoke's documented 502/504 are the function's own failures, not the router's.
     run = schemathesis(secured, "-c", CHECKS, "--include-path-regex", "invoke")
     assert run.returncode == 0, run.stdout[-6000:]
+
+
+def test_slow_bodies_time_out(secured: Router) -> None:
+    secured.put_function("slow-body", handler="handlers.echo:handler", isolation="thread")
+    secured.put_trigger("slow-body", function="slow-body", type="webhook")
+    host, port = secured.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /hooks/slow-body HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        answer = connection.recv(4096).decode()  # the rest of the body never comes
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert '"error"' in answer
