@@ -32,6 +32,7 @@ from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
 from router.metrics import CONTENT_TYPE, Metrics
+from router.monitor import Monitor
 from router.names import Names
 from router.ratelimit import RateLimiter
 from router.registry import Registry, RegistryError, RegistryStore
@@ -78,7 +79,7 @@ def build_services(settings: Settings) -> Services:
     )
     store = RegistryStore(redis, names)
     registry = Registry(store, redis, names, settings.registry_poll_s)
-    broker = Broker(settings.amqp_url, names, settings.publish_timeout_s)
+    broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics)
     idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
     invoker = Invoker(LocalExecutor(settings.thread_workers), metrics, idempotency)
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
@@ -160,14 +161,14 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
     await _retry("RabbitMQ", svc.broker.connect)
     await _retry("declared functions", lambda: register(svc, declared))
     await svc.consumers.reconcile(svc.registry.snapshot)
-    svc.metrics.up.labels("redis").set(1)
     svc.started = True
     log.info(
         "ready: %d functions, %d triggers",
         len(svc.registry.snapshot.functions),
         len(svc.registry.snapshot.triggers),
     )
-    await asyncio.gather(svc.registry.watch(), svc.scaler.run())
+    monitor = Monitor(svc.registry, svc.broker, svc.redis, svc.metrics)
+    await asyncio.gather(svc.registry.watch(), svc.scaler.run(), monitor.run())
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[object]]) -> None:

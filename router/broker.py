@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, ChannelNotFoundEntity
 
+from router.metrics import Metrics
 from router.names import Names
 from router.specs import AmqpTrigger
 
@@ -47,8 +49,9 @@ class TopologyError(BrokerError):
 
 
 class Broker:
-    def __init__(self, url: str, names: Names, publish_timeout_s: float) -> None:
+    def __init__(self, url: str, names: Names, publish_timeout_s: float, metrics: Metrics) -> None:
         self._url = url
+        self._metrics = metrics
         self._names = names
         self._publish_timeout_s = publish_timeout_s
         self._connection: AbstractRobustConnection | None = None
@@ -75,7 +78,12 @@ class Broker:
             self._names.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
         self._connection, self._publisher = connection, publisher
+        connection.reconnect_callbacks.add(self._reconnected)
         log.info("connected to RabbitMQ")
+
+    def _reconnected(self, *_: object) -> None:
+        self._metrics.reconnects.inc()
+        log.warning("reconnected to RabbitMQ")
 
     def connection(self) -> AbstractRobustConnection:
         if self._connection is None:
@@ -191,10 +199,12 @@ class Broker:
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
+        started = time.perf_counter()
         try:
             await exchange.publish(
                 message, routing_key=function, mandatory=True, timeout=self._publish_timeout_s
             )
+            self._metrics.confirm_latency.observe(time.perf_counter() - started)
         except (TimeoutError, asyncio.CancelledError, *CONNECTION_EXCEPTIONS) as exc:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise

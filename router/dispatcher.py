@@ -111,6 +111,7 @@ class Dispatcher:
                     "EventExpired", f"event is {age_s:.0f} s old, past max_event_age_s"
                 ),
             )
+            self._metrics.async_dropped.labels(function, "expired").inc()
             await self._settle(message, delivery, spec, expired)
             return
         outcome = await self._run(delivery, spec)
@@ -257,6 +258,7 @@ class Dispatcher:
             await _nack(message)
             return
         self._metrics.dead_letters.labels(function, "malformed").inc()
+        self._metrics.async_dropped.labels(function, "malformed").inc()
         await _ack(message)
 
 

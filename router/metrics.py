@@ -35,125 +35,122 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.invocations = Counter(
-            "router_invocations",
-            "Invocations by function and outcome.",
-            ["function", "outcome"],
-            registry=r,
-        )
-        self.errors = Counter(
-            "router_errors", "Invocations that failed or timed out.", ["function"], registry=r
-        )
-        self.duration = Histogram(
-            "router_invocation_duration_seconds",
-            "Handler run time.",
-            ["function"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.billed = Counter(
+        self._lambda_metrics()
+        self._router_metrics()
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, *labels: str) -> Histogram:
+        return Histogram(name, doc, labels, buckets=DURATION_BUCKETS, registry=self.registry)
+
+    def _lambda_metrics(self) -> None:
+        """What AWS Lambda reports in CloudWatch, per function."""
+        c, g, h = self._counter, self._gauge, self._histogram
+        self.invocations = c("router_invocations", "Invocations by outcome.", "function", "outcome")
+        self.errors = c("router_errors", "Invocations that failed or timed out.", "function")
+        self.duration = h("router_invocation_duration_seconds", "Handler run time.", "function")
+        self.billed = c(
             "router_billed_gb_seconds",
             "Billed duration (1 ms granularity) times memory in GB.",
-            ["function"],
-            registry=r,
+            "function",
         )
-        self.concurrent = Gauge(
-            "router_concurrent_executions", "Invocations running now.", ["function"], registry=r
+        self.concurrent = g("router_concurrent_executions", "Invocations running now.", "function")
+        self.throttles = c(
+            "router_throttles", "Sync invocations refused at concurrency.max.", "function"
         )
-        self.queue_depth = Gauge(
-            "router_queue_depth",
-            "Messages ready in the function's queue.",
-            ["function"],
-            registry=r,
-        )
-        self.event_age = Histogram(
-            "router_event_age_seconds",
-            "Time from accepting an event to starting its handler.",
-            ["function"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.filtered = Counter(
-            "router_events_filtered",
-            "Events a trigger's filter turned away.",
-            ["function", "trigger"],
-            registry=r,
-        )
-        self.retries = Counter(
-            "router_retries",
-            "Failed attempts sent back for another try.",
-            ["function"],
-            registry=r,
-        )
-        self.dead_letters = Counter(
-            "router_dead_letters",
-            "Events moved to the dead-letter queue.",
-            ["function", "reason"],
-            registry=r,
-        )
-        self.webhooks = Counter(
-            "router_webhook_requests",
-            "Webhook requests by trigger and HTTP status.",
-            ["trigger", "status"],
-            registry=r,
-        )
-        self.rejections = Counter(
-            "router_webhook_rejections",
-            "Webhook requests refused before running, by reason.",
-            ["trigger", "reason"],
-            registry=r,
-        )
-        self.async_received = Counter(
-            "router_async_events_received",
-            "Events accepted onto a function's queue.",
-            ["function"],
-            registry=r,
-        )
-        self.duplicates = Counter(
-            "router_duplicates",
-            "Duplicate events of idempotent functions, not run again.",
-            ["function"],
-            registry=r,
-        )
-        self.workers = Gauge(
-            "router_workers",
-            "Process execution environments by state.",
-            ["function", "state"],
-            registry=r,
-        )
-        self.cold_starts = Counter(
-            "router_cold_starts", "Execution environments started.", ["function"], registry=r
-        )
-        self.init_duration = Histogram(
+        self.cold_starts = c("router_cold_starts", "Execution environments started.", "function")
+        self.init_duration = h(
             "router_init_duration_seconds",
             "Time to start an environment and import its handler.",
-            ["function"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            "function",
         )
-        self.throttles = Counter(
-            "router_throttles",
-            "Sync invocations refused at concurrency.max.",
-            ["function"],
-            registry=r,
+        self.event_age = h(
+            "router_event_age_seconds",
+            "Time from accepting an event to starting its handler.",
+            "function",
         )
-        self.max_memory = Gauge(
+        self.retries = c("router_retries", "Failed attempts sent back for another try.", "function")
+        self.dead_letters = c(
+            "router_dead_letters", "Events moved to the dead-letter queue.", "function", "reason"
+        )
+        self.async_received = c(
+            "router_async_events_received", "Events accepted onto a function's queue.", "function"
+        )
+        self.async_dropped = c(
+            "router_async_events_dropped",
+            "Events dead-lettered without a run (too old, malformed).",
+            "function",
+            "reason",
+        )
+        self.duplicates = c(
+            "router_duplicates",
+            "Duplicate events of idempotent functions, not run again.",
+            "function",
+        )
+        self.max_memory = g(
             "router_max_memory_used_megabytes",
             "Peak resident memory of the last environment that ran the function.",
-            ["function"],
-            registry=r,
+            "function",
         )
-        self.registry_version = Gauge(
-            "router_registry_version",
-            "Version of the registry this replica routes from.",
-            registry=r,
+
+    def _router_metrics(self) -> None:
+        """The router's own health: queues, pools, webhooks, dependencies."""
+        c, g, h = self._counter, self._gauge, self._histogram
+        self.queue_depth = g(
+            "router_queue_depth", "Messages ready in the function's queue.", "function"
         )
-        self.up = Gauge(
+        self.dlq_depth = g(
+            "router_dead_letter_queue_depth",
+            "Messages in the function's dead-letter queue.",
+            "function",
+        )
+        self.consumers = g(
+            "router_queue_consumers", "Consumers of the function's queue, all replicas.", "function"
+        )
+        self.workers = g(
+            "router_workers", "Process execution environments by state.", "function", "state"
+        )
+        self.filtered = c(
+            "router_events_filtered",
+            "Events a trigger's filter turned away.",
+            "function",
+            "trigger",
+        )
+        self.webhooks = c(
+            "router_webhook_requests",
+            "Webhook requests by trigger and HTTP status.",
+            "trigger",
+            "status",
+        )
+        self.rejections = c(
+            "router_webhook_rejections",
+            "Webhook requests refused before running, by reason.",
+            "trigger",
+            "reason",
+        )
+        self.confirm_latency = h(
+            "router_publish_confirm_seconds", "Time for RabbitMQ to confirm a persistent publish."
+        )
+        self.reconnects = c("router_amqp_reconnects", "Reconnections to RabbitMQ.")
+        self.registry_version = g(
+            "router_registry_version", "Version of the registry this replica routes from."
+        )
+        self.registry_staleness = g(
+            "router_registry_staleness_seconds",
+            "Seconds since this replica last confirmed its registry is current.",
+        )
+        self.loop_lag = g(
+            "router_event_loop_lag_seconds",
+            "How late the event loop ran a timer: time it could not respond.",
+        )
+        self.up = g(
             "router_dependency_up",
             "Whether a dependency is reachable (1) or not (0).",
-            ["dependency"],
-            registry=r,
+            "dependency",
         )
 
     def invocation(self, function: str, outcome: str, duration_s: float, gb_seconds: float) -> None:

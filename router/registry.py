@@ -289,7 +289,9 @@ class Registry:
             await pubsub.subscribe(self._names.registry_channel)
             while True:
                 await pubsub.get_message(timeout=self._poll_s)
-                if await self.store.version() != self.snapshot.version or not self.loaded:
+                version = await self.store.version()
+                self.refreshed_at = time.time()
+                if version != self.snapshot.version or not self.loaded:
                     await self.refresh()
 
 

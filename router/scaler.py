@@ -73,8 +73,6 @@ class Scaler:
 
     async def tick(self) -> None:
         snapshot = self._registry.snapshot
-        self._metrics.registry_version.set(snapshot.version)
-        self._metrics.up.labels("rabbitmq").set(1 if self._broker.connected else 0)
         for function, spec in snapshot.functions.items():
             ready = await self._depth(function, spec.concurrency.max)
             if ready is None or spec.isolation != "process":
@@ -105,6 +103,7 @@ class Scaler:
             log.debug("queue depth of %s unavailable: %s", function, exc)
             return None
         self._metrics.queue_depth.labels(function).set(state.ready)
+        self._metrics.consumers.labels(function).set(state.consumers)
         await self._check_consumed(function, state.consumers, prefetch)
         return state.ready
 
