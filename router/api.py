@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from router.registry import TRIGGER, Trigger
 from router.responses import HttpError, json_response, read_json
 from router.services import services
 from router.specs import FunctionSpec, WebhookTrigger, strip_read_only, valid_name
+from router.usage import parse_time
 from router.webhooks import throttled
 
 log = logging.getLogger("router.api")
@@ -245,6 +247,46 @@ def _selection(selection: object) -> Callable[[dict[str, object]], bool]:
     raise HttpError(400, 'give {"id": "<dead letter id>"} or {"all": true}', field="body")
 
 
+async def function_logs(request: web.Request) -> web.Response:
+    """Invocation output, oldest first: `?request_id=`, `?after=<id>` (to follow), `?limit=`."""
+    svc = services(request)
+    function = _known_function(request)
+    after = request.query.get("after", "-")
+    if after != "-" and not _stream_id(after):
+        raise HttpError(
+            400, f"after must be an entry id like 1700000000000-0, got {after!r}", field="after"
+        )
+    entries = await svc.logs.read(
+        function,
+        after=after,
+        limit=_limit(request),
+        request_id=request.query.get("request_id") or None,
+    )
+    return json_response({"function": function, "entries": entries})
+
+
+def _stream_id(value: str) -> bool:
+    millis, _, sequence = value.partition("-")
+    return millis.isdigit() and (sequence.isdigit() or sequence == "")
+
+
+async def usage(request: web.Request) -> web.Response:
+    """Invocations, billed duration and GB-seconds per function, by whole hours (UTC)."""
+    now = datetime.now(UTC)
+    try:
+        since = parse_time(request.query.get("since", "24h"), now)
+        until = parse_time(request.query["until"], now) if "until" in request.query else now
+    except ValueError as exc:
+        raise HttpError(
+            400, f"since/until must be like 24h, 7d or an ISO 8601 time: {exc}", field="since"
+        ) from None
+    if since > until:
+        raise HttpError(400, "since is after until", field="since")
+    if until - since > timedelta(days=400):
+        raise HttpError(400, "at most 400 days at a time", field="since")
+    return json_response(await services(request).usage.report(since, until))
+
+
 async def get_invocation(request: web.Request) -> web.Response:
     invocation_id = request.match_info["id"]
     record = await services(request).store.get(invocation_id)
@@ -265,6 +307,8 @@ def routes() -> list[web.AbstractRouteDef]:
         web.put(f"{PREFIX}/triggers/{{name}}", put_trigger),
         web.delete(f"{PREFIX}/triggers/{{name}}", delete_trigger),
         web.get(f"{PREFIX}/invocations/{{id}}", get_invocation),
+        web.get(f"{PREFIX}/functions/{{name}}/logs", function_logs),
+        web.get(f"{PREFIX}/usage", usage),
         web.get(f"{PREFIX}/functions/{{name}}/dlq", list_dead_letters),
         web.delete(f"{PREFIX}/functions/{{name}}/dlq", purge_dead_letters),
         web.post(f"{PREFIX}/functions/{{name}}/dlq/replay", replay_dead_letters),

@@ -31,6 +31,7 @@ from router.idempotency import Idempotency
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
+from router.logstore import LogStore
 from router.metrics import CONTENT_TYPE, Metrics
 from router.monitor import Monitor
 from router.names import Names
@@ -41,6 +42,7 @@ from router.responses import HttpError, json_error, json_response
 from router.scaler import Scaler
 from router.services import SERVICES, Services, services
 from router.settings import Settings
+from router.usage import Usage
 
 log = logging.getLogger("router")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -81,7 +83,9 @@ def build_services(settings: Settings) -> Services:
     registry = Registry(store, redis, names, settings.registry_poll_s)
     broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics)
     idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
-    invoker = Invoker(LocalExecutor(settings.thread_workers), metrics, idempotency)
+    usage = Usage(redis, names)
+    logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s)
+    invoker = Invoker(LocalExecutor(settings.thread_workers), metrics, idempotency, usage, logs)
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
     consumers = Consumers(broker, dispatcher, names)
@@ -114,6 +118,8 @@ def build_services(settings: Settings) -> Services:
         dispatcher=dispatcher,
         rate_limiter=RateLimiter(redis, names),
         replays=Replays(redis, names),
+        usage=usage,
+        logs=logs,
     )
 
 
@@ -125,6 +131,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(start(svc, declared), name="router-start")]
     yield
     await drain(svc)
+    await svc.usage.flush()
+    await svc.logs.flush()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -168,7 +176,9 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         len(svc.registry.snapshot.triggers),
     )
     monitor = Monitor(svc.registry, svc.broker, svc.redis, svc.metrics)
-    await asyncio.gather(svc.registry.watch(), svc.scaler.run(), monitor.run())
+    await asyncio.gather(
+        svc.registry.watch(), svc.scaler.run(), monitor.run(), svc.usage.run(), svc.logs.run()
+    )
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[object]]) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from router import logformat
 from router.settings import Settings, SettingsError
 
 SPEC_FLAGS = {
@@ -69,7 +71,43 @@ def parser() -> argparse.ArgumentParser:
     get.add_argument("id")
     get.set_defaults(run=lambda a: _print(_call(a, "GET", f"/invocations/{a.id}")))
     _dlq_parser(commands)
+    _observe_parsers(commands)
     return top
+
+
+def _observe_parsers(commands: Any) -> None:
+    logs = _client(commands.add_parser("logs", help="a function's invocation output"))
+    logs.add_argument("function")
+    logs.add_argument("--request-id", help="only this invocation")
+    logs.add_argument("--limit", type=int, default=100, help="entries to show (default 100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    logs.set_defaults(run=run_logs)
+    usage = _client(commands.add_parser("usage", help="invocations, billed time, GB-seconds"))
+    usage.add_argument("--since", default="24h", help="24h, 7d, 30m or an ISO 8601 time")
+    usage.add_argument("--until", help="ISO 8601 time (default: now)")
+    usage.set_defaults(run=run_usage)
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    query = {"limit": str(args.limit)}
+    if args.request_id:
+        query["request_id"] = args.request_id
+    try:
+        while True:
+            path = f"/functions/{args.function}/logs?{urllib.parse.urlencode(query)}"
+            for entry in _call(args, "GET", path)["entries"]:
+                print(entry["text"], end="", flush=True)
+                query["after"] = entry["id"]
+            if not args.follow:
+                return 0
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+
+
+def run_usage(args: argparse.Namespace) -> int:
+    query = {"since": args.since, **({"until": args.until} if args.until else {})}
+    return _print(_call(args, "GET", f"/usage?{urllib.parse.urlencode(query)}"))
 
 
 def _dlq_parser(commands: Any) -> None:
@@ -125,6 +163,7 @@ def _serve_parser(commands: Any) -> None:
         ("admin-token", "bearer token for /api/v1 (ROUTER_ADMIN_TOKEN)"),
         ("handlers", "comma-separated modules with decorated handlers (ROUTER_HANDLERS)"),
         ("log-level", "DEBUG, INFO, WARNING or ERROR (ROUTER_LOG_LEVEL)"),
+        ("log-format", "json, plain, or auto: plain on a terminal (ROUTER_LOG_FORMAT)"),
     ):
         serve.add_argument(f"--{option}", help=help_text)
     serve.set_defaults(run=run_serve)
@@ -249,11 +288,10 @@ def run_serve(args: argparse.Namespace) -> int:
         "admin_token": args.admin_token,
         "handlers": args.handlers,
         "log_level": args.log_level,
+        "log_format": args.log_format,
     }
     settings = Settings.from_env(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logformat.configure(settings.log_level, settings.log_format)
     from aiohttp import web
 
     from router.app import create_app

@@ -11,10 +11,12 @@ from typing import Any
 from router.executors import Call, Outcome
 from router.executors.local import LocalExecutor
 from router.idempotency import Idempotency
+from router.logstore import LogStore
 from router.metrics import Metrics
 from router.pool import Pool, Throttled
 from router.registry import Snapshot
 from router.specs import FunctionSpec
+from router.usage import Usage
 
 log = logging.getLogger("router.invoker")
 
@@ -22,9 +24,18 @@ __all__ = ["Invoker", "Throttled"]
 
 
 class Invoker:
-    def __init__(self, local: LocalExecutor, metrics: Metrics, idempotency: Idempotency) -> None:
+    def __init__(
+        self,
+        local: LocalExecutor,
+        metrics: Metrics,
+        idempotency: Idempotency,
+        usage: Usage,
+        logs: LogStore,
+    ) -> None:
         self._local = local
         self._idempotency = idempotency
+        self._usage = usage
+        self._logs = logs
         self._metrics = metrics
         self.pools: dict[str, Pool] = {}
         self._stopping: set[asyncio.Future[None]] = set()
@@ -70,7 +81,13 @@ class Invoker:
             raise
         concurrent = self._metrics.concurrent.labels(function)
         concurrent.inc()
-        log.info("START RequestId: %s Function: %s Version: %d", request_id, function, spec.version)
+        log.info(
+            "START RequestId: %s Function: %s Version: %d",
+            request_id,
+            function,
+            spec.version,
+            extra={"request_id": request_id, "function": function},
+        )
         call = Call(function, spec, event, request_id)
         try:
             if spec.isolation == "process":
@@ -94,20 +111,27 @@ class Invoker:
     ) -> None:
         gb_seconds = outcome.billed_ms / 1000 * spec.memory_mb / 1024
         self._metrics.invocation(function, outcome.status, outcome.duration_ms / 1000, gb_seconds)
+        self._usage.record(function, outcome.billed_ms, spec.memory_mb)
         if memory_mb:
             self._metrics.max_memory.labels(function).set(memory_mb)
-        log.info("END RequestId: %s", request_id)
-        log.info(
-            "REPORT RequestId: %s Function: %s Status: %s Duration: %.2f ms "
-            "Billed Duration: %d ms Memory Size: %d MB Max Memory Used: %d MB%s",
-            request_id,
+        report = (
+            f"REPORT RequestId: {request_id}\tDuration: {outcome.duration_ms:.2f} ms\t"
+            f"Billed Duration: {outcome.billed_ms} ms\tMemory Size: {spec.memory_mb} MB\t"
+            f"Max Memory Used: {round(memory_mb)} MB"
+            + ("" if init_ms is None else f"\tInit Duration: {init_ms:.2f} ms")
+        )
+        extra = {"request_id": request_id, "function": function}
+        log.info("END RequestId: %s", request_id, extra=extra)
+        log.info("%s\tStatus: %s", report, outcome.status, extra=extra)
+        error = outcome.error
+        failure = f"[ERROR] {error.type}: {error.message}\n" if error else ""
+        self._logs.append(
             function,
-            outcome.status,
-            outcome.duration_ms,
-            outcome.billed_ms,
-            spec.memory_mb,
-            round(memory_mb),
-            "" if init_ms is None else f" Init Duration: {init_ms:.2f} ms",
+            request_id,
+            (
+                f"START RequestId: {request_id} Version: {spec.version}\n{outcome.logs}{failure}"
+                f"END RequestId: {request_id}\n{report}\n"
+            ),
         )
 
     def environments(self) -> int:

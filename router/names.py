@@ -32,6 +32,14 @@ class Names:
     def delivery(self, trigger: str, delivery_id: str) -> str:
         return f"{self.namespace}:delivery:{trigger}:{delivery_id}"
 
+    def logs(self, function: str) -> str:
+        """A stream of the function's invocation output, newest last."""
+        return f"{self.namespace}:logs:{function}"
+
+    def usage(self, hour: str) -> str:
+        """Usage counters of one hour (`YYYYMMDDHH`, UTC), fields `{function}:{counter}`."""
+        return f"{self.namespace}:usage:{hour}"
+
     def rate_limit(self, trigger: str) -> str:
         return f"{self.namespace}:ratelimit:{trigger}"
 

@@ -245,6 +245,93 @@ def _record(schema: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _observability() -> dict[str, Any]:
+    query = [
+        {"name": "request_id", "in": "query", "required": False, "schema": {"type": "string"}},
+        {
+            "name": "after",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[0-9]+(-[0-9]*)?$"},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+        },
+    ]
+    entry = {
+        "type": "object",
+        "required": ["id", "request_id", "time", "text"],
+        "properties": {
+            "id": {"type": "string"},
+            "request_id": {"type": "string"},
+            "time": {"type": "number"},
+            "text": {"type": "string"},
+        },
+    }
+    row = {
+        "type": "object",
+        "properties": {
+            "function": {"type": "string"},
+            "invocations": {"type": "integer"},
+            "billed_duration_ms": {"type": "integer"},
+            "gb_seconds": {"type": "number"},
+        },
+    }
+    span = {"type": "string", "description": "24h, 7d, 30m or an ISO 8601 time"}
+    return {
+        "/functions/{name}/logs": {
+            "get": {
+                "summary": "A function's invocation output, oldest first",
+                "operationId": "logs",
+                "parameters": [NAME, *query],
+                "responses": {
+                    "200": _answer(
+                        "entries",
+                        {
+                            "type": "object",
+                            "required": ["function", "entries"],
+                            "properties": {
+                                "function": {"type": "string"},
+                                "entries": {"type": "array", "items": entry},
+                            },
+                        },
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/usage": {
+            "get": {
+                "summary": "Invocations, billed duration and GB-seconds per function",
+                "operationId": "usage",
+                "parameters": [
+                    {"name": "since", "in": "query", "required": False, "schema": span},
+                    {"name": "until", "in": "query", "required": False, "schema": span},
+                ],
+                "responses": {
+                    "200": _answer(
+                        "usage by function",
+                        {
+                            "type": "object",
+                            "required": ["since", "until", "functions", "total"],
+                            "properties": {
+                                "since": {"type": "string"},
+                                "until": {"type": "string"},
+                                "functions": {"type": "array", "items": row},
+                                "total": row,
+                            },
+                        },
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+    }
+
+
 def _schemas() -> dict[str, Any]:
     adapter: TypeAdapter[Any] = TypeAdapter(TriggerSpec)
     defs: dict[str, Any] = {}
@@ -328,6 +415,7 @@ def build() -> dict[str, Any]:
             **_invoke(),
             **_invocations(),
             **_dlq(),
+            **_observability(),
         },
     }
 

@@ -16,6 +16,7 @@ from router.dlq import DeadLetters
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
+from router.logstore import LogStore
 from router.metrics import Metrics
 from router.names import Names
 from router.ratelimit import RateLimiter
@@ -23,6 +24,7 @@ from router.registry import Registry
 from router.replays import Replays
 from router.scaler import Scaler
 from router.settings import Settings
+from router.usage import Usage
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Services:
     dispatcher: Dispatcher
     rate_limiter: RateLimiter
     replays: Replays
+    usage: Usage
+    logs: LogStore
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
     draining: bool = False  # shutting down: no new events

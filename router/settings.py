@@ -25,6 +25,8 @@ class Settings:
     admin_token: str = ""
     handlers: tuple[str, ...] = ("handlers",)
     invocation_ttl_s: int = 86400
+    log_max_entries: int = 10_000
+    log_retention_s: int = 86400
     idempotency_window_s: int = 86400
     registry_poll_s: float = 0.5
     publish_timeout_s: float = 5.0
@@ -36,6 +38,7 @@ class Settings:
     max_environments: int = 64
     shutdown_grace_s: float = 25.0
     log_level: str = "INFO"
+    log_format: str = "auto"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -61,6 +64,10 @@ class Settings:
         if not self.namespace or not self.namespace.replace("-", "").replace("_", "").isalnum():
             raise SettingsError(
                 f"ROUTER_NAMESPACE must be letters, digits, '-' or '_', got {self.namespace!r}"
+            )
+        if self.log_format not in ("auto", "json", "plain"):
+            raise SettingsError(
+                f"ROUTER_LOG_FORMAT must be auto, json or plain, got {self.log_format!r}"
             )
         for name in ("amqp_url", "redis_url"):
             url = getattr(self, name)

@@ -57,6 +57,7 @@ class Outcome:
     result: Any = None
     error: ErrorInfo | None = None
     duplicate: bool = False  # answered from an idempotent function's stored result
+    logs: str = ""  # what the handler printed and logged
 
     @property
     def billed_ms(self) -> int:

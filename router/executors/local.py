@@ -8,13 +8,15 @@ left to finish in the background. Worker processes (`isolation: process`) lift t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from router import loader
+from router import capture, loader
 from router.context import LambdaContext
 from router.executors import Call, ErrorInfo, Outcome
 
@@ -23,6 +25,7 @@ class LocalExecutor:
     def __init__(self, thread_workers: int) -> None:
         self._threads = ThreadPoolExecutor(thread_workers, thread_name_prefix="handler")
         self._handlers: dict[str, loader.Handler] = {}
+        capture.install()
 
     async def run(self, call: Call) -> Outcome:
         started = time.perf_counter()
@@ -37,6 +40,13 @@ class LocalExecutor:
             call.request_id,
             call.spec.timeout_s,
         )
+        with capture.capturing() as output:
+            outcome = await self._outcome(handler, call, context, started)
+        return replace(outcome, logs=capture.text(output))
+
+    async def _outcome(
+        self, handler: loader.Handler, call: Call, context: LambdaContext, started: float
+    ) -> Outcome:
         try:
             result = await asyncio.wait_for(
                 self._start(handler, call.event, context), call.spec.timeout_s
@@ -59,7 +69,11 @@ class LocalExecutor:
     def _start(self, handler: loader.Handler, event: Any, context: LambdaContext) -> Any:
         if loader.is_async(handler):
             return handler(event, context)
-        return asyncio.get_running_loop().run_in_executor(self._threads, handler, event, context)
+        # The thread runs in a copy of this context, so its output reaches this capture.
+        run = contextvars.copy_context().run
+        return asyncio.get_running_loop().run_in_executor(
+            self._threads, run, handler, event, context
+        )
 
     async def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

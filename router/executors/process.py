@@ -203,6 +203,7 @@ def _error(raw: Mapping[str, Any]) -> ErrorInfo:
 
 def _outcome(reply: Mapping[str, Any]) -> Outcome:
     duration = float(reply.get("duration_ms", 0))
+    logs = str(reply.get("logs", ""))
     if reply.get("status") == "succeeded":
-        return Outcome("succeeded", duration, result=reply.get("result"))
-    return Outcome("failed", duration, error=_error(reply.get("error") or {}))
+        return Outcome("succeeded", duration, result=reply.get("result"), logs=logs)
+    return Outcome("failed", duration, error=_error(reply.get("error") or {}), logs=logs)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from router.capture import capturing, install, text
 from router.errors import steering
 from router.loader import HandlerError, is_async, load
 
@@ -108,7 +109,9 @@ class Runner:
         )
         context.deadline_ms = request["deadline_ms"]
         started = time.perf_counter()
-        reply = self._outcome(request["event"], context)
+        with capturing() as output:
+            reply = self._outcome(request["event"], context)
+        reply["logs"] = text(output)
         reply["duration_ms"] = (time.perf_counter() - started) * 1000
         reply["max_memory_mb"] = max_rss_mb()
         return reply
@@ -138,6 +141,10 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    install()
+    import logging
+
+    logging.getLogger().setLevel(logging.INFO)  # context.logger.info() is seen, as on Lambda
     init = read_frame(requests)
     if init is None:
         return 0

@@ -177,3 +177,17 @@ def ledger_entry(event: Any, context: Any) -> str:
     with open(payload["ledger"], "a") as ledger:
         ledger.write(f"{payload['id']}\n")
     return str(payload["id"])
+
+
+def chatty(event: Any, context: Any) -> str:
+    import logging
+    import sys
+
+    print(f"printed {event['n']}")
+    print(f"to stderr {event['n']}", file=sys.stderr)
+    logging.getLogger("app").warning("logged %s", event["n"])
+    return "said"
+
+
+async def chatty_async(event: Any, context: Any) -> str:
+    return chatty(event, context)

@@ -1,0 +1,73 @@
+"""Capturing what one invocation prints and logs, as Lambda sends it to CloudWatch.
+
+`sys.stdout` and `sys.stderr` become thin proxies and a root logging handler is added; while
+`capturing()` is active in the current context (a task, or a thread run in a copied context)
+writes go to that invocation's buffer instead of the real stream. Used by the router for thread
+and inline handlers and by each execution environment's process for its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TextIO
+
+MAX_CHARS = 64 * 1024  # per invocation; the rest is cut, with a note
+_buffer: ContextVar[list[str] | None] = ContextVar("router_capture", default=None)
+_installed = False
+
+
+class _Stream:
+    def __init__(self, real: TextIO) -> None:
+        self._real = real
+
+    def write(self, text: str) -> int:
+        buffer = _buffer.get()
+        if buffer is None:
+            return self._real.write(text)
+        buffer.append(text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty... of the real stream
+        return getattr(self._real, name)
+
+
+class _Handler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        buffer = _buffer.get()
+        if buffer is not None:
+            buffer.append(self.format(record) + "\n")
+
+
+def install() -> None:
+    """Once per process: route prints and log records of capturing contexts to their buffer."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    sys.stdout = _Stream(sys.stdout)
+    sys.stderr = _Stream(sys.stderr)
+    handler = _Handler()
+    # Lambda's line format: level, time, request id, message.
+    handler.setFormatter(logging.Formatter("[%(levelname)s]\t%(asctime)s\t%(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+@contextmanager
+def capturing() -> Iterator[list[str]]:
+    buffer: list[str] = []
+    token = _buffer.set(buffer)
+    try:
+        yield buffer
+    finally:
+        _buffer.reset(token)
+
+
+def text(buffer: list[str]) -> str:
+    joined = "".join(buffer)
+    if len(joined) > MAX_CHARS:
+        return joined[:MAX_CHARS] + f"\n[output cut at {MAX_CHARS} characters]\n"
+    return joined
