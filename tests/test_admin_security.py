@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -144,6 +145,7 @@ def schemathesis(secured: Router, *args: str) -> subprocess.CompletedProcess[str
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tempfile.gettempdir(),  # its cache stays out of the checkout
     )
 
 
