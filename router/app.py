@@ -133,6 +133,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     await drain(svc)
     await svc.usage.flush()
     await svc.logs.flush()
+    await svc.store.flush()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -177,7 +178,12 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
     )
     monitor = Monitor(svc.registry, svc.broker, svc.redis, svc.metrics)
     await asyncio.gather(
-        svc.registry.watch(), svc.scaler.run(), monitor.run(), svc.usage.run(), svc.logs.run()
+        svc.registry.watch(),
+        svc.scaler.run(),
+        monitor.run(),
+        svc.usage.run(),
+        svc.logs.run(),
+        svc.store.run(),
     )
 
 

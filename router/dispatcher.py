@@ -151,21 +151,14 @@ class Dispatcher:
             created_at=env.accepted_at,
             started_at=started,
         )
-        await self._save(record)
+        self._store.save(record)
         if isinstance(delivery.event, dict) and "attempt" in delivery.event:
             delivery.event["attempt"] = env.attempt
         outcome = await self._invoker.invoke(
             delivery.function, spec, delivery.event, env.invocation_id, event_id=env.event_id
         )
-        await self._save(record.model_copy(update=_finished(outcome)))
+        self._store.save(record.model_copy(update=_finished(outcome)))
         return outcome
-
-    async def _save(self, record: Invocation) -> None:
-        """Records are for reading later; Redis being away must not stop the work itself."""
-        try:
-            await self._store.save(record)
-        except RedisError as exc:
-            log.warning("could not record invocation %s: %s", record.id, exc)
 
     async def _settle(
         self,
@@ -239,7 +232,7 @@ class Dispatcher:
         except RedisError:
             record = None
         if record is not None:
-            await self._save(record.model_copy(update={"status": "dead_lettered"}))
+            self._store.save(record.model_copy(update={"status": "dead_lettered"}))
 
     async def _dead_letter_malformed(
         self, function: str, message: AbstractIncomingMessage, exc: Exception

@@ -81,7 +81,7 @@ class Invoker:
             raise
         concurrent = self._metrics.concurrent.labels(function)
         concurrent.inc()
-        log.info(
+        log.debug(
             "START RequestId: %s Function: %s Version: %d",
             request_id,
             function,
@@ -121,7 +121,7 @@ class Invoker:
             + ("" if init_ms is None else f"\tInit Duration: {init_ms:.2f} ms")
         )
         extra = {"request_id": request_id, "function": function}
-        log.info("END RequestId: %s", request_id, extra=extra)
+        log.debug("END RequestId: %s", request_id, extra=extra)
         log.info("%s\tStatus: %s", report, outcome.status, extra=extra)
         error = outcome.error
         failure = f"[ERROR] {error.type}: {error.message}\n" if error else ""
