@@ -124,6 +124,8 @@ class Invoker:
         log.debug("END RequestId: %s", request_id, extra=extra)
         log.info("%s\tStatus: %s", report, outcome.status, extra=extra)
         error = outcome.error
+        if not outcome.logs and error is None:
+            return  # nothing said: the REPORT line and the metrics carry it all
         failure = f"[ERROR] {error.type}: {error.message}\n" if error else ""
         self._logs.append(
             function,
