@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from router.broker import BrokerError
 from router.events import new_id
@@ -57,17 +57,7 @@ def _field(location: tuple[int | str, ...], tag: object) -> str:
     return ".".join(str(p) for p in parts) or "body"
 
 
-class _Model:
-    """`validate_python` for a pydantic model class, matching TypeAdapter's interface."""
-
-    def __init__(self, model: type[BaseModel]) -> None:
-        self._model = model
-
-    def validate_python(self, payload: Any) -> Any:
-        return self._model.model_validate(payload)
-
-
-FUNCTION = _Model(FunctionSpec)
+FUNCTION = TypeAdapter(FunctionSpec)
 
 
 def _function_view(name: str, spec: FunctionSpec) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -58,9 +58,6 @@ class Snapshot:
             for name, t in self.triggers.items()
             if isinstance(t, AmqpTrigger) and t.function == function
         }
-
-    def triggers_of(self, function: str) -> list[str]:
-        return sorted(name for name, t in self.triggers.items() if t.function == function)
 
 
 class RegistryStore:
@@ -293,7 +290,3 @@ class Registry:
                 self.refreshed_at = time.time()
                 if version != self.snapshot.version or not self.loaded:
                     await self.refresh()
-
-
-def dump_trigger(trigger: Trigger) -> dict[str, Any]:
-    return trigger.model_dump()

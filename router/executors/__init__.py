@@ -1,14 +1,14 @@
-"""Execution environments: where a handler runs. One small interface, several kinds.
+"""Execution environments: where a handler runs, and what comes back.
 
-The router hands an executor a `Call` and gets an `Outcome` back; nothing else about the way a
-handler runs (threads, the event loop, later worker processes) leaks out of this package.
+The invoker hands a `Call` to the local executor (threads, the event loop) or to a pool of
+worker processes and gets an `Outcome` back; nothing else about how a handler runs leaks out.
 """
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from router.errors import steering
 
@@ -63,9 +63,3 @@ class Outcome:
     def billed_ms(self) -> int:
         """Billed duration, rounded up to the next millisecond as Lambda bills."""
         return max(1, -int(-self.duration_ms // 1))
-
-
-class Executor(Protocol):
-    async def run(self, call: Call) -> Outcome: ...
-
-    async def close(self) -> None: ...
