@@ -2,19 +2,23 @@
 
     python bench/run.py [--scenario NAME] [--quick]
 
-Scenarios: scale-up, cold-start, warm-overhead, drain (see bench/README.md). Every scenario
-starts its own router (`python -m router serve`) in a fresh namespace and removes the
-namespace's Redis keys, queues and exchanges afterwards. One table is printed at the end.
+Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory
+(see bench/README.md). Every scenario starts its own router (`python -m router serve`) in a
+fresh namespace and removes the namespace's Redis keys, queues and exchanges afterwards; the
+drain also runs Celery and Dramatiq workers on their own queues, deleted afterwards. One table
+is printed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -30,8 +34,11 @@ import aio_pika.exceptions
 import aiohttp
 import redis.asyncio
 import redis.exceptions
-from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
+
+if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench.*` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import payload
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -164,6 +171,12 @@ class Router:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept for the router's lifetime
             prefix=f"{self.namespace}-", suffix=".log", delete=False
         )
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the router is not running")
+        return self._process.pid
 
     async def start(self) -> None:
         env = {
@@ -560,15 +573,102 @@ async def warm_overhead(session: aiohttp.ClientSession, options: Options) -> lis
 
 
 # ---------------------------------------------------------------------------------------------
+# Helper processes (load generators, ceilings, peers): started and stopped by their own pid
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "BENCH_AMQP_URL": AMQP_URL,
+        "BENCH_REDIS_URL": REDIS_URL,
+        **extra,
+    }
+
+
+async def run_json(argv: Sequence[str], timeout_s: float, env: dict[str, str] | None = None) -> Any:
+    """Run a short-lived helper; returns the JSON of its last stdout line starting with `{`."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=REPO_ROOT,
+        env=env or child_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        name = " ".join(argv[1:4])
+        raise RuntimeError(f"{name} ran over {timeout_s:.0f} s") from None
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        tail = " | ".join(err.decode(errors="replace").splitlines()[-3:])
+        raise RuntimeError(f"{' '.join(argv[1:4])} exited {process.returncode}: {tail}")
+    return json.loads(lines[-1])
+
+
+class Child:
+    """A long-running helper (a peer's workers, the bare server) in its own process group."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept for the child's lifetime
+            prefix=f"bench-{name}-", suffix=".log", delete=False
+        )
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own group: a kill reaches its forked workers too
+        )
+
+    def check(self) -> None:
+        if self.process is not None and self.process.returncode is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.tail()}")
+
+    async def stop(self, grace_s: float = 15.0) -> None:
+        process, self.process = self.process, None
+        try:
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), grace_s)
+                except TimeoutError:
+                    print(f"  {self.name} ignored SIGTERM; killing it", file=sys.stderr)
+                if process.returncode is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    await process.wait()
+            if process is not None:
+                with contextlib.suppress(ProcessLookupError):  # forked workers left over
+                    os.killpg(process.pid, signal.SIGKILL)
+        finally:
+            self._log.close()
+            if KEEP_LOGS:
+                print(f"  {self.name} log kept: {self._log.name}", file=sys.stderr)
+            else:
+                await asyncio.to_thread(os.unlink, self._log.name)
+
+    def tail(self, lines: int = 5) -> str:
+        self._log.flush()
+        text = Path(self._log.name).read_text(errors="replace")
+        return " | ".join(text.splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
 # 4. drain
 
-
-def message_body(key: str, seq: int) -> bytes:
-    """A JSON document of about 300 bytes naming the counter to increment."""
-    document = {"key": key, "seq": seq, "source": "bench", "pad": ""}
-    size = len(json.dumps(document).encode())
-    document["pad"] = "x" * max(0, 300 - size)
-    return json.dumps(document).encode()
+DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8}  # the function's concurrency.max
+CEILING_PREFETCH = 32  # the bare consumer's window: the router's inline prefetch
+CELERY_DELAYED = "celery_delayed"  # Celery's native delayed delivery topology (quorum queues)
 
 
 async def publish(exchange_name: str, routing_key: str, key: str, count: int) -> float:
@@ -588,7 +688,7 @@ async def publish(exchange_name: str, routing_key: str, key: str, count: int) ->
                 *(
                     exchange.publish(
                         aio_pika.Message(
-                            message_body(key, seq),
+                            payload.body(key, seq),
                             content_type="application/json",
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         ),
@@ -612,7 +712,23 @@ async def queue_depth(queue: str) -> int:
         await connection.close()
 
 
-async def watch_counter(key: str, target: int, timeout_s: float) -> tuple[float, int]:
+async def wait_depth(queue: str, count: int, timeout_s: float = 20.0) -> None:
+    """Wait until `queue` holds `count` ready messages (a producer without confirms)."""
+    deadline = time.perf_counter() + timeout_s
+    depth = 0
+    while time.perf_counter() < deadline:
+        depth = await queue_depth(queue)
+        if depth >= count:
+            if depth != count:
+                raise RuntimeError(f"{queue} holds {depth}, expected {count}")
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{queue} holds {depth}, expected {count}")
+
+
+async def watch_counter(
+    key: str, target: int, timeout_s: float, alive: Callable[[], None] | None = None
+) -> tuple[float, int]:
     """Poll the counter every 10 ms; (seconds from first seen >= 1 to >= target, last value)."""
     client = redis.asyncio.Redis.from_url(REDIS_URL)
     try:
@@ -626,63 +742,170 @@ async def watch_counter(key: str, target: int, timeout_s: float) -> tuple[float,
                 first = now
             if value >= target and first is not None:
                 return now - first, value
+            if alive is not None:
+                alive()
             await asyncio.sleep(0.01)
         raise RuntimeError(f"counter {key} reached only {value}/{target} in {timeout_s:.0f} s")
     finally:
         await client.aclose()
 
 
+async def delete_topology(queues: Sequence[str], exchanges: Sequence[str] = ()) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        for queue in queues:
+            async with connection.channel() as channel:
+                await channel.queue_delete(queue)
+        for exchange in exchanges:
+            async with connection.channel() as channel:
+                await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
+
+
+async def exchange_exists(name: str) -> bool:
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        try:
+            await channel.declare_exchange(name, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            return False
+        return True
+    finally:
+        await connection.close()
+
+
 async def bare_consumer(namespace: str, count: int) -> tuple[float, float]:
-    """The ceiling: aio-pika consumer (prefetch 64, manual ack) doing the same INCR.
+    """The ceiling: a bare aio-pika consumer (`bench.loadgen consume`, its own process, prefetch
+    CEILING_PREFETCH, manual ack) doing the same INCR on messages queued before it starts.
 
     Returns (events/s from first to last handled, publish seconds).
     """
     queue_name = f"{namespace}.baseline"
     key = f"{namespace}:drain:baseline"
     connection = await aio_pika.connect(AMQP_URL)
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
     try:
         channel = await connection.channel()
         await channel.declare_queue(queue_name, durable=True, arguments={"x-queue-type": "quorum"})
         published = await publish("", queue_name, key, count)
-        await channel.set_qos(prefetch_count=64)
-        queue = await channel.get_queue(queue_name)
-        handled = 0
-        first: float | None = None
-        done = asyncio.Event()
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            nonlocal handled, first
-            document = json.loads(message.body)
-            await client.incr(document["key"])
-            await message.ack()
-            handled += 1
-            if first is None:
-                first = time.perf_counter()
-            if handled >= count:
-                done.set()
-
-        tag = await queue.consume(on_message)
-        await asyncio.wait_for(done.wait(), 120)
-        elapsed = time.perf_counter() - (first or 0.0)
-        await queue.cancel(tag)
+        argv = [sys.executable, "-m", "bench.loadgen", "consume", "--queue", queue_name]
+        argv += ["--count", str(count), "--prefetch", str(CEILING_PREFETCH)]
+        consumer = asyncio.ensure_future(run_json(argv, 150.0))
+        try:
+            elapsed, _ = await watch_counter(key, count, 150.0)
+        finally:
+            await consumer
         return (count - 1) / elapsed, published
     finally:
-        await client.aclose()
         async with connection.channel() as cleanup:
             await cleanup.queue_delete(queue_name)
         await connection.close()
 
 
+@dataclass
+class Peer:
+    name: str
+    worker: list[str]
+    queues: list[str]
+    exchanges: list[str]
+
+
+def peers(namespace: str) -> list[Peer]:
+    celery_q, dramatiq_q = f"{namespace}.celery", f"{namespace}.dramatiq"
+    return [
+        Peer(
+            "celery",
+            ["celery", "-A", "bench.peers.celery_app", "worker", "-P", "prefork", "-c", "2"],
+            [celery_q],
+            [celery_q],
+        ),
+        Peer(
+            "dramatiq",
+            ["dramatiq", "bench.peers.dramatiq_app", "-p", "2", "-t", "8"],
+            [dramatiq_q, f"{dramatiq_q}.DQ", f"{dramatiq_q}.XQ"],
+            [],
+        ),
+    ]
+
+
+PEER_FLAGS = {
+    "celery": ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+    "dramatiq": [],
+}
+PEER_DESCRIPTION = {
+    "celery": "Celery prefork -c 2, acks_late, prefetch x4",
+    "dramatiq": "Dramatiq -p 2 -t 8",
+}
+
+
+async def peer_drain(peer: Peer, router: Router, count: int) -> tuple[float, float]:
+    """(events/s from the peer's first INCR to its N-th, seconds its producers took)."""
+    if shutil.which(peer.worker[0]) is None:
+        raise RuntimeError(f"{peer.worker[0]} not installed (pip install -e '.[bench]')")
+    router.queues.update(peer.queues)  # cleanup deletes them even if this fails half-way
+    router.exchanges.update(peer.exchanges)
+    key = f"{router.namespace}:drain:{peer.name}"
+    env = child_env(BENCH_PEER_QUEUE=peer.queues[0])
+    own_delayed = peer.name == "celery" and not await exchange_exists(f"{CELERY_DELAYED}_delivery")
+    worker = Child(peer.name, [*peer.worker, *PEER_FLAGS[peer.name]], env)
+    try:
+        # Two producer processes, each half of the events: Celery's client costs ~1 ms a message.
+        halves = [(0, count // 2), (count // 2, count - count // 2)]
+        produce = [sys.executable, "-m", "bench.peers.produce", peer.name, "--key", key]
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                run_json([*produce, "--start", str(start), "--count", str(n)], 120.0, env)
+                for start, n in halves
+            )
+        )
+        produced_s = time.perf_counter() - started
+        await wait_depth(peer.queues[0], count)
+        await worker.start()
+        elapsed, value = await watch_counter(key, count, 150.0, worker.check)
+        if value != count:
+            print(f"  {peer.name}: counter {value}, expected {count}", file=sys.stderr)
+        return (count - 1) / elapsed, produced_s
+    finally:
+        await worker.stop()
+        await retrying(lambda: delete_topology(peer.queues, peer.exchanges))
+        if own_delayed:  # Celery declared its delayed-delivery levels for our quorum queue
+            queues = [f"{CELERY_DELAYED}_{level}" for level in range(28)]
+            await retrying(lambda: delete_topology(queues, [*queues, f"{CELERY_DELAYED}_delivery"]))
+
+
+def rate_row(mode: str, rate: float | None, detail: str) -> Row:
+    if rate is None:
+        return Row("drain", mode, f"ERROR {detail}")
+    return Row("drain", mode, f"{rate:.0f} ev/s ({detail})")
+
+
+def comparison(
+    mode: str, rate: float | None, other: str, other_rate: float | None, goal: float
+) -> Row:
+    if rate is None or other_rate is None:
+        return Row("drain", f"{mode} vs {other}", "-", "-", "-", f">= {goal:g}x", "-")
+    ratio = rate / other_rate
+    return Row(
+        "drain",
+        f"{mode} vs {other}",
+        f"{rate:.0f} ev/s",
+        f"{other_rate:.0f} ev/s",
+        f"{ratio:.2f}",
+        f">= {goal:g}x",
+        verdict(ratio >= goal),
+    )
+
+
 async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
-    count = 1000 if options.quick else 5000
+    count = 5000 if options.quick else 20000
     modes = (("inline", "incr_async"), ("thread", "incr"), ("process", "incr"))
-    maximum = 8
 
     async def body(router: Router) -> list[Row]:
         exchange = f"{router.namespace}.bench"
         for mode, handler in modes:
-            await router.put_function(f"drain-{mode}", handler, mode, maximum)
+            await router.put_function(f"drain-{mode}", handler, mode, DRAIN_MAX[mode])
             await router.put_trigger(
                 f"drain-{mode}",
                 {
@@ -694,37 +917,351 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
                 },
             )
         await router.stop()
+        print("  ceiling (bare aio-pika)", file=sys.stderr, flush=True)
         ceiling, published_s = await bare_consumer(router.namespace, count)
+        rates: dict[str, float | None] = {"ceiling": ceiling}
         rows = [
-            Row(
-                "drain",
-                "baseline",
-                f"{ceiling:.0f} ev/s bare aio-pika+INCR (n={count}; published in"
-                f" {published_s:.1f} s)",
+            rate_row(
+                "ceiling",
+                ceiling,
+                f"bare aio-pika+INCR, prefetch {CEILING_PREFETCH}, n={count};"
+                f" published in {published_s:.1f} s",
             )
         ]
+        for peer in peers(router.namespace):
+            print(f"  {peer.name}", file=sys.stderr, flush=True)
+            try:
+                rate, produced_s = await peer_drain(peer, router, count)
+            except Exception as exc:
+                rates[peer.name] = None
+                rows.append(rate_row(peer.name, None, f"{type(exc).__name__}: {exc}"[:300]))
+                continue
+            rates[peer.name] = rate
+            rows.append(
+                rate_row(
+                    peer.name,
+                    rate,
+                    f"{PEER_DESCRIPTION[peer.name]}; 2 producers took {produced_s:.1f} s",
+                )
+            )
         for mode, _ in modes:
+            print(f"  router {mode}", file=sys.stderr, flush=True)
             key = f"{router.namespace}:drain:{mode}"
             published = await publish(exchange, f"bench.{mode}.x", key, count)
-            depth = await queue_depth(f"{router.namespace}.fn.drain-{mode}")
-            if depth != count:
-                raise RuntimeError(f"drain-{mode}: queue holds {depth}, expected {count}")
+            await wait_depth(f"{router.namespace}.fn.drain-{mode}", count, 5.0)
             await router.start()
             elapsed, value = await watch_counter(key, count, 150.0)
             await router.stop()
             rate = (count - 1) / elapsed
+            rates[mode] = rate
             rows.append(
                 Row(
                     "drain",
                     mode,
-                    f"{rate:.0f} ev/s ({elapsed:.2f} s for {count};"
+                    f"{rate:.0f} ev/s (max {DRAIN_MAX[mode]}; {elapsed:.2f} s for {count};"
                     f" published in {published:.1f} s)"
                     + (f" [counter {value}]" if value != count else ""),
                     f"{ceiling:.0f} ev/s",
                     f"{rate / ceiling:.2f}",
+                    ">= 0.8x" if mode == "inline" else "-",
+                    verdict(rate / ceiling >= 0.8) if mode == "inline" else "-",
+                )
+            )
+        rows += [
+            comparison("inline", rates["inline"], "celery", rates["celery"], 2.0),
+            comparison("inline", rates["inline"], "dramatiq", rates["dramatiq"], 1.2),
+            comparison("process", rates["process"], "celery", rates["celery"], 1.5),
+        ]
+        if any(rates[p] is None for p in ("celery", "dramatiq")):
+            rows.append(Row("drain", "-", "ERROR a peer did not run (see its row)"))
+        return rows
+
+    return await with_router(session, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. webhook-sync and 6. webhook-async: 32 connections for a fixed time
+
+CONNECTIONS = 32
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{{"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "non2xx": %d, "errors": %d}}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass
+class Load:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    errors: int
+    tool: str
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def describe(self) -> str:
+        bad = self.non2xx + self.errors
+        failures = f"; {self.non2xx} non-2xx, {self.errors} errors" if bad else ""
+        return (
+            f"{self.rate:.0f} req/s p50 {self.p50_ms:.2f} ms p99 {self.p99_ms:.2f} ms"
+            f" ({self.tool}{failures})"
+        )
+
+
+def hook_body() -> bytes:
+    return payload.body("bench:webhook", 0)
+
+
+async def http_load(url: str, duration_s: float, warmup_s: float) -> Load:
+    """Closed-loop POSTs of the ~300-byte JSON body from CONNECTIONS connections: wrk (one
+    thread) when installed, else `bench.loadgen http` (aiohttp, its own process)."""
+    wrk = shutil.which("wrk")
+    timeout = duration_s + warmup_s + 30
+    if wrk is None:
+        with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
+            body_file.write(hook_body())
+            body_file.flush()
+            argv = [sys.executable, "-m", "bench.loadgen", "http", "--url", url]
+            argv += ["--body-file", body_file.name, "--connections", str(CONNECTIONS)]
+            argv += ["--duration", str(duration_s), "--warmup", str(warmup_s)]
+            result = await run_json(argv, timeout)
+        return Load(**result)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT.format(body=hook_body().decode()))
+        script.flush()
+        base = [wrk, "-t1", f"-c{CONNECTIONS}", "--timeout", "5s", "-s", script.name]
+        if warmup_s > 0:
+            await run_json([*base, f"-d{warmup_s:g}s", url], timeout)
+            await asyncio.sleep(0.5)  # let the warm-up's last requests finish first
+        result = await run_json([*base, f"-d{duration_s:g}s", url], timeout)
+    return Load(tool="wrk -t1 -c32", **result)
+
+
+async def wait_http(url: str, session: aiohttp.ClientSession, child: Child) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        child.check()
+        try:
+            async with session.post(url, data=b"{}") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{child.name} not answering {url}")
+
+
+def unexpected_answers(before: Metrics, after: Metrics, trigger: str, expected: str) -> str:
+    """The router's answers other than `expected` during a run (warm-up included), e.g.
+    ` [router answered 429 x3]`; empty when there were none."""
+    name = "router_webhook_requests_total"
+    statuses = {ls.get("status", "") for n, ls, _ in after.samples if n == name}
+    counts = {
+        status: after.value(name, trigger=trigger, status=status)
+        - before.value(name, trigger=trigger, status=status)
+        for status in sorted(statuses - {expected})
+    }
+    shown = ", ".join(f"{status} x{n:.0f}" for status, n in counts.items() if n)
+    return f" [router answered {shown}]" if shown else ""
+
+
+def webhook_trigger(function: str, mode: str) -> dict[str, Any]:
+    return {"function": function, "type": "webhook", "mode": mode, "verify": {"scheme": "none"}}
+
+
+def durations(options: Options) -> tuple[float, float]:
+    """(measured seconds, warm-up seconds) of one load run."""
+    return (3.0, 1.0) if options.quick else (10.0, 1.0)
+
+
+async def webhook_sync(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    duration_s, warmup_s = durations(options)
+    # max 64 inline: 32 connections are never throttled (a sync webhook answers 429 at max);
+    # process max 32: one environment per connection, started during a longer warm-up.
+    functions = (("inline", "noop_async", 64, warmup_s), ("process", "noop", 32, 3.0))
+
+    async def body(router: Router) -> list[Row]:
+        for mode, handler, maximum, _ in functions:
+            await router.put_function(f"hook-{mode}", handler, mode, maximum)
+            await router.put_trigger(f"hook-{mode}", webhook_trigger(f"hook-{mode}", "sync"))
+        port = free_port()
+        bare = Child("bare-aiohttp", [sys.executable, "-m", "bench.loadgen", "serve"], child_env())
+        bare.argv += ["--port", str(port)]
+        await bare.start()
+        try:
+            url = f"http://127.0.0.1:{port}/hooks/bare"
+            await wait_http(url, session, bare)
+            ceiling = await http_load(url, duration_s, warmup_s)
+        finally:
+            await bare.stop()
+        rows = [Row("webhook-sync", "ceiling", f"{ceiling.describe()}; bare aiohttp, 1 process")]
+        for mode, _, maximum, warm_s in functions:
+            before = await router.metrics()
+            load = await http_load(f"{router.base}/hooks/hook-{mode}", duration_s, warm_s)
+            answers = unexpected_answers(before, await router.metrics(), f"hook-{mode}", "200")
+            ratio = load.rate / ceiling.rate
+            clean = load.non2xx + load.errors == 0
+            goal, met = "-", "-"
+            if mode == "inline":
+                goal = ">= 0.5x, p99 < 10 ms"
+                met = verdict(ratio >= 0.5 and load.p99_ms < 10 and clean)
+            rows.append(
+                Row(
+                    "webhook-sync",
+                    mode,
+                    f"{load.describe()}; max {maximum}{answers}",
+                    f"{ceiling.rate:.0f} req/s",
+                    f"{ratio:.2f}",
+                    goal,
+                    met,
                 )
             )
         return rows
+
+    return await with_router(session, body)
+
+
+async def publish_ceiling(namespace: str, duration_s: float, warmup_s: float) -> Load:
+    queue = f"{namespace}.ceiling-async"
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
+            body_file.write(hook_body())
+            body_file.flush()
+            argv = [sys.executable, "-m", "bench.loadgen", "publish", "--queue", queue]
+            argv += ["--body-file", body_file.name, "--inflight", str(CONNECTIONS)]
+            argv += ["--duration", str(duration_s), "--warmup", str(warmup_s)]
+            result = await run_json(argv, duration_s + warmup_s + 30)
+    finally:
+        await retrying(lambda: delete_topology([queue]))
+    return Load(non2xx=0, errors=0, tool="aio-pika, 32 in flight", **result)
+
+
+async def webhook_async(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    duration_s, warmup_s = durations(options)
+
+    async def body(router: Router) -> list[Row]:
+        # The function's own consumer would run the events while they are accepted; it runs
+        # one at a time and each sleeps 1 s, so what is measured is accepting, not running.
+        await router.put_function("hook-async", "sleep_async", "inline", 1)
+        await router.put_trigger("hook-async", webhook_trigger("hook-async", "async"))
+        ceiling = await publish_ceiling(router.namespace, duration_s, warmup_s)
+        before = await router.metrics()
+        load = await http_load(f"{router.base}/hooks/hook-async", duration_s, warmup_s)
+        answers = unexpected_answers(before, await router.metrics(), "hook-async", "202")
+        ratio = load.rate / ceiling.rate
+        clean = load.non2xx + load.errors == 0
+        return [
+            Row(
+                "webhook-async",
+                "ceiling",
+                f"{ceiling.describe()}; confirmed persistent publishes, quorum queue",
+            ),
+            Row(
+                "webhook-async",
+                "inline",
+                f"{load.describe()}; 202 after the confirm{answers}",
+                f"{ceiling.rate:.0f} msg/s",
+                f"{ratio:.2f}",
+                ">= 0.5x",
+                verdict(ratio >= 0.5 and clean),
+            ),
+        ]
+
+    return await with_router(session, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. memory
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of a process, in MB (MiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def environment_pids(router_pid: int) -> list[int]:
+    pids = []
+    for pid in children(router_pid):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"router.executors.worker" in cmdline:
+                pids.append(pid)
+    return pids
+
+
+async def bare_interpreter_mb() -> float:
+    """RSS of an idle `python -c` waiting on stdin: what any Python process costs."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; sys.stdin.read()", stdin=asyncio.subprocess.PIPE
+    )
+    try:
+        await asyncio.sleep(0.5)
+        return rss_mb(process.pid)
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        await asyncio.wait_for(process.wait(), 5)
+
+
+async def memory(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    async def body(router: Router) -> list[Row]:
+        await asyncio.sleep(2.0)  # settle: registry loaded, consumers and scaler running
+        idle_mb = rss_mb(router.pid)
+        fn = "mem"
+        await router.put_function(fn, "noop", "process", 1)
+        await router.invoke(fn, {"n": 1})
+
+        def one_idle(m: Metrics) -> bool:
+            return m.value("router_workers", function=fn, state="idle") == 1
+
+        if await wait_for_metric(router, one_idle, 5.0) is None:
+            raise RuntimeError("no idle environment after the invoke")
+        pids = environment_pids(router.pid)
+        if len(pids) != 1:
+            raise RuntimeError(f"expected one environment process, found {pids}")
+        env_mb = rss_mb(pids[0])
+        after_mb = rss_mb(router.pid)
+        bare_mb = await bare_interpreter_mb()
+        return [
+            Row(
+                "memory",
+                "router idle",
+                f"{idle_mb:.1f} MB VmRSS (after start-up; {after_mb:.1f} MB after one invoke)",
+                goal="< 80 MB",
+                met=verdict(idle_mb < 80),
+            ),
+            Row(
+                "memory",
+                "environment",
+                f"{env_mb:.1f} MB VmRSS (one warm process environment, `noop`)",
+                f"{bare_mb:.1f} MB bare python",
+                f"{env_mb / bare_mb:.1f}x",
+                "< 40 MB",
+                verdict(env_mb < 40),
+            ),
+        ]
 
     return await with_router(session, body)
 
@@ -737,8 +1274,19 @@ SCENARIOS: dict[str, Scenario] = {
     "cold-start": cold_start,
     "warm-overhead": warm_overhead,
     "drain": drain,
+    "webhook-sync": webhook_sync,
+    "webhook-async": webhook_async,
+    "memory": memory,
 }
-BUDGET_S = {"scale-up": 45.0, "cold-start": 120.0, "warm-overhead": 90.0, "drain": 240.0}
+BUDGET_S = {
+    "scale-up": 45.0,
+    "cold-start": 120.0,
+    "warm-overhead": 90.0,
+    "drain": 360.0,
+    "webhook-sync": 120.0,
+    "webhook-async": 90.0,
+    "memory": 45.0,
+}
 
 
 async def main_async(names: Sequence[str], options: Options) -> list[Row]:

@@ -1,4 +1,5 @@
-"""Static checks of the deployment files: Dockerfile, docker-compose.yml, Prometheus config.
+"""Static checks of the deployment files: Dockerfile, docker-compose.yml, Prometheus config,
+Grafana provisioning and dashboard.
 
 Docker is not needed: the files are parsed, cross-checked against each other and against
 pyproject.toml, and the image's command is run through the real CLI with `--help`.
@@ -30,6 +31,10 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "router.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "router.yml"
+DASHBOARD = GRAFANA / "dashboards" / "trigger-router.json"
 
 ROUTER_ENV = {
     "ROUTER_HOST",
@@ -40,7 +45,7 @@ ROUTER_ENV = {
     "ROUTER_ADMIN_TOKEN",
     "ROUTER_HANDLERS",
 }
-SERVICES = {"rabbitmq", "redis", "router", "prometheus"}
+SERVICES = {"rabbitmq", "redis", "router", "prometheus", "grafana"}
 PROMQL_WORDS = {
     "and",
     "or",
@@ -181,7 +186,46 @@ def metric_names(expr: str) -> set[str]:
 
 def alert_rules() -> list[dict[str, Any]]:
     rules = load_yaml(RULES)
-    return [rule for group in rules["groups"] for rule in group["rules"]]
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def router_metric_names() -> set[str]:
+    """Every series name the router can expose, from its own metrics module."""
+    from router.metrics import Metrics
+
+    suffixes = {
+        "counter": ["_total"],
+        "gauge": [""],
+        "histogram": ["_bucket", "_sum", "_count"],
+    }
+    return {
+        family.name + suffix
+        for family in Metrics().registry.collect()
+        for suffix in suffixes[family.type]
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    result = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert isinstance(result, dict)
+    return result
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    panels = list(dashboard()["panels"])
+    for panel in list(panels):
+        panels.extend(panel.get("panels", []))  # panels of collapsed rows
+    return panels
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Bind mounts of a service: container path -> path relative to the repository root."""
+    result = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if source.startswith("."):
+            result[rest.split(":")[0]] = str(Path(source).as_posix()).removeprefix("./")
+    return result
 
 
 def scrape_configs() -> list[dict[str, Any]]:
@@ -340,6 +384,7 @@ def test_compose_ports() -> None:
         assert ("127.0.0.1", port, port) in published, name
         assert all(ip == "127.0.0.1" for ip, _, _ in published), name
     assert "9090" in container_ports(all_services["prometheus"])
+    assert ports(all_services["grafana"]) == [("127.0.0.1", "3000", "3000")]
 
 
 def test_compose_bind_mounts_exist() -> None:
@@ -372,22 +417,43 @@ def test_rules_file_is_picked_up_by_rule_files() -> None:
 
 def test_alerts() -> None:
     rules = {rule["alert"]: rule for rule in alert_rules()}
-    assert set(rules) >= {"RouterDown", "RouterHighErrorRatio", "RouterQueueBacklog"}
+    assert set(rules) >= {
+        "RouterDown",
+        "RouterHighErrorRatio",
+        "RouterQueueBacklog",
+        "RouterBrokerDown",
+        "RouterRedisDown",
+        "RouterRegistryStale",
+        "RouterThrottling",
+        "RouterDeadLettering",
+        "RouterDeadLetterQueueGrowing",
+        "RouterEventAgeHigh",
+    }
     assert (rules["RouterDown"]["for"], rules["RouterHighErrorRatio"]["for"]) == ("1m", "5m")
     assert rules["RouterQueueBacklog"]["for"] == "10m"
     jobs = {c["job_name"] for c in scrape_configs()}
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert rule["annotations"]["summary"]
+        assert rule["annotations"]["description"]
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
         assert set(re.findall(r'job="([^"]*)"', rule["expr"])) <= jobs, rule["alert"]
 
 
 def test_alert_exprs_use_only_router_metrics() -> None:
+    known = router_metric_names() | {"up"}
     for rule in alert_rules():
         names = metric_names(rule["expr"])
         assert names, f"no metric found in {rule['expr']!r}"
         for name in names:
             assert name == "up" or name.startswith("router_"), f"{rule['alert']}: {name}"
+            assert name in known, f"{rule['alert']}: the router exposes no {name}"
+
+
+def test_router_metric_names_are_known() -> None:
+    names = router_metric_names()
+    assert {"router_invocations_total", "router_queue_depth"} <= names
+    assert "router_invocation_duration_seconds_bucket" in names
 
 
 def test_metric_name_extraction() -> None:
@@ -404,3 +470,87 @@ def test_promtool_accepts_config_and_rules() -> None:
             [promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Grafana -------------------------------------------------------------------------------
+
+
+def test_compose_grafana_service() -> None:
+    all_services = services()
+    grafana = all_services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert set(grafana["depends_on"]) == {"prometheus"}
+    env = environment(grafana)
+    anonymous = env.get("GF_AUTH_ANONYMOUS_ENABLED") == "true"
+    assert anonymous or env.get("GF_SECURITY_ADMIN_PASSWORD", "").startswith("${")
+    if anonymous:
+        assert env.get("GF_AUTH_ANONYMOUS_ORG_ROLE") == "Viewer"
+    for volume in grafana["volumes"]:
+        if str(volume).startswith("."):
+            assert str(volume).endswith(":ro"), volume
+    assert mounts(grafana)["/etc/grafana/provisioning"] == "deploy/grafana/provisioning"
+
+
+def test_grafana_datasource_is_the_compose_prometheus() -> None:
+    (source,) = load_yaml(DATASOURCES)["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["uid"] == "prometheus"
+    url = urlsplit(source["url"])
+    all_services = services()
+    assert url.hostname in all_services
+    assert str(url.port) in container_ports(all_services[str(url.hostname)])
+    (job,) = [c for c in scrape_configs() if c["job_name"] == "trigger-router"]
+    assert source["jsonData"]["timeInterval"] == job["scrape_interval"]
+
+
+def test_grafana_dashboard_provider_reads_the_mounted_dashboards() -> None:
+    (provider,) = load_yaml(DASHBOARD_PROVIDERS)["providers"]
+    assert provider["type"] == "file"
+    mounted = mounts(services()["grafana"])
+    path = provider["options"]["path"]
+    assert mounted[path] == str(DASHBOARD.parent.relative_to(ROOT))
+
+
+def test_dashboard_shape() -> None:
+    board = dashboard()
+    assert board["uid"]
+    assert board["title"]
+    assert 36 <= board["schemaVersion"] <= 41
+    (variable,) = [v for v in board["templating"]["list"] if v["name"] == "function"]
+    assert variable["query"]["query"] == "label_values(router_invocations_total, function)"
+    assert variable["datasource"]["uid"] == "prometheus"
+    ids = [panel["id"] for panel in dashboard_panels()]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+
+
+def test_dashboard_targets() -> None:
+    (source,) = load_yaml(DATASOURCES)["datasources"]
+    known = router_metric_names() | {"up"}
+    panels = [panel for panel in dashboard_panels() if panel["type"] != "row"]
+    assert len(panels) >= 20
+    for panel in panels:
+        title = panel["title"]
+        assert panel["datasource"]["uid"] == source["uid"], title
+        assert panel["targets"], f"{title}: no targets"
+        for target in panel["targets"]:
+            assert target["expr"].strip(), f"{title}: target without expr"
+            assert target.get("datasource", panel["datasource"])["uid"] == source["uid"], title
+            names = metric_names(target["expr"])
+            assert names, f"{title}: no metric in {target['expr']!r}"
+            assert names <= known, f"{title}: unknown {names - known}"
+            if "by (function" in target["expr"]:
+                # Per-function panels follow the dashboard's function selector.
+                assert 'function=~"$function"' in target["expr"], title
+        x, w = panel["gridPos"]["x"], panel["gridPos"]["w"]
+        assert x >= 0, title
+        assert x + w <= 24, title
+
+
+def test_dashboard_covers_the_router_metrics() -> None:
+    used = set()
+    for panel in dashboard_panels():
+        for target in panel.get("targets", []):
+            used |= metric_names(target["expr"])
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+    every = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in router_metric_names()}
+    assert every <= families, f"no panel shows {sorted(every - families)}"
