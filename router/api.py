@@ -256,8 +256,8 @@ async def function_logs(request: web.Request) -> web.Response:
 
 
 def _stream_id(value: str) -> bool:
-    millis, _, sequence = value.partition("-")
-    return millis.isdigit() and (sequence.isdigit() or sequence == "")
+    millis, dash, sequence = value.partition("-")
+    return millis.isdigit() and (not dash or sequence.isdigit())
 
 
 async def usage(request: web.Request) -> web.Response:

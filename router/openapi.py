@@ -252,7 +252,7 @@ def _observability() -> dict[str, Any]:
             "name": "after",
             "in": "query",
             "required": False,
-            "schema": {"type": "string", "pattern": "^[0-9]+(-[0-9]*)?$"},
+            "schema": {"type": "string", "pattern": "^[0-9]+(-[0-9]+)?$"},
         },
         {
             "name": "limit",
