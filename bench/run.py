@@ -39,6 +39,7 @@ from aiohttp import web
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench.*` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import payload
+from bench.loadgen import percentile
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -68,15 +69,6 @@ class Row:
 
 def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("yes" if ok else "NO")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def print_table(rows: Sequence[Row]) -> None:
