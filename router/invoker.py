@@ -96,7 +96,7 @@ class Invoker:
                 outcome, memory_mb, init_ms = await self._local.run(call), 0.0, None
         finally:
             concurrent.dec()
-            await pool.release()
+            pool.release()
         self._report(function, spec, request_id, outcome, memory_mb, init_ms)
         return outcome
 

@@ -9,9 +9,11 @@ only when idle, never while busy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Mapping
 
 from router.executors import Call, Outcome
@@ -33,7 +35,7 @@ class Pool:
         self.function = function
         self.spec = spec
         self.in_flight = 0
-        self.waiting = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self.idle: list[Worker] = []
         self.busy: set[Worker] = set()
         self.starting = 0
@@ -51,24 +53,44 @@ class Pool:
         if stale:
             self.idle = []
         self.spec = spec
+        self._hand_over()  # a raised `concurrency.max` lets waiters in at once
         return stale
 
     async def acquire(self, wait: bool) -> None:
-        async with self._changed:
-            if self.in_flight >= self.spec.concurrency.max:
-                if not wait:
-                    raise Throttled(self.function)
-                self.waiting += 1
-                try:
-                    await self._changed.wait_for(lambda: self.in_flight < self.spec.concurrency.max)
-                finally:
-                    self.waiting -= 1
-            self.in_flight += 1
+        """Take a slot; over `concurrency.max` wait in line (or raise Throttled)."""
+        if self.in_flight < self.spec.concurrency.max and not self._waiters:
+            self.in_flight += 1  # the common case costs no lock and no future
+            return
+        if not wait:
+            raise Throttled(self.function)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # `_hand_over` counted our slot already
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            else:
+                self.release()  # given a slot and cancelled before using it: pass it on
+            raise
 
-    async def release(self) -> None:
-        async with self._changed:
-            self.in_flight -= 1
-            self._changed.notify_all()
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give free slots to waiters, first come first served (after a release or a raise of
+        `concurrency.max`)."""
+        while self._waiters and self.in_flight < self.spec.concurrency.max:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
 
     async def run(self, call: Call) -> tuple[Outcome, float, float | None]:
         """Run on a warm environment, or a cold one when none is idle.
