@@ -10,6 +10,7 @@ from functools import partial
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from router.acks import Acks
 from router.broker import Broker
 from router.dispatcher import Dispatcher
 from router.names import Names
@@ -28,6 +29,7 @@ class Consumer:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
+        self._acks: Acks | None = None
 
     async def start(self, prefetch: int) -> None:
         self._channel = await self._broker.connection().channel()
@@ -38,7 +40,14 @@ class Consumer:
         log.info("consuming %s (prefetch %d)", self.function, prefetch)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        await self._dispatcher.handle(self.function, message)
+        await self._dispatcher.handle(self.function, message, self._acks_of(message))
+
+    def _acks_of(self, message: AbstractIncomingMessage) -> Acks:
+        """The settler of the channel this message came on (a new one after a reconnect)."""
+        channel = message.channel
+        if self._acks is None or self._acks.channel is not channel:
+            self._acks = Acks(channel)
+        return self._acks
 
     async def set_prefetch(self, prefetch: int) -> None:
         if self._channel is not None and prefetch != self.prefetch:
@@ -57,6 +66,8 @@ class Consumer:
     async def stop(self) -> None:
         """Stop receiving; messages not yet settled return to the queue when the channel closes."""
         await self.cancel()
+        if self._acks is not None:
+            await self._acks.close()  # what finished is acknowledged, not redelivered
         try:
             if self._channel is not None:
                 await self._channel.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class LambdaContext:
             deadline_ms=int(time.time() * 1000 + timeout_s * 1000),
             log_group_name=f"/aws/lambda/{function}",
             log_stream_name=f"{time.strftime('%Y/%m/%d')}/[{version}]router",
-            logger=logging.getLogger(f"router.function.{function}"),
+            logger=_logger(function),
         )
 
     @property
@@ -47,3 +48,9 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+@functools.cache
+def _logger(function: str) -> logging.Logger:
+    # logging.getLogger takes the logging module's lock: once per function, not per call.
+    return logging.getLogger(f"router.function.{function}")

@@ -10,24 +10,25 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from redis.exceptions import RedisError
 
 from router import events, filters, retry
+from router.acks import Acks
 from router.broker import Broker, BrokerError
 from router.envelope import Envelope
 from router.executors import ErrorInfo, Outcome
-from router.invocations import Invocation, InvocationStore
+from router.invocations import InvocationStore, Record
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.registry import Registry, Snapshot
 from router.specs import AmqpTrigger, FunctionSpec
 
 log = logging.getLogger("router.dispatcher")
+Settlement = Literal["ack", "nack"]
 
 
 @dataclass(frozen=True)
@@ -69,38 +70,43 @@ class Dispatcher:
             return False
         return True
 
-    async def handle(self, function: str, message: AbstractIncomingMessage) -> None:
+    async def handle(self, function: str, message: AbstractIncomingMessage, acks: Acks) -> None:
+        tag = message.delivery_tag or 0
         if self._draining:
-            await _nack(message)  # prefetched, not started: back to the queue for others
+            acks.nack(tag)  # prefetched, not started: back to the queue for others
             return
         self._running += 1
         self._idle.clear()
         try:
-            await self._handle(function, message)
-        except Exception:
-            # A bug of ours must not strand the message unacked until the channel closes.
-            log.exception("unexpected error handling a message of %s; requeueing it", function)
-            await _nack(message)
+            if await self._settlement(function, message) == "ack":
+                acks.ack(tag)
+            else:
+                acks.nack(tag)
         finally:
             self._running -= 1
             if self._running == 0:
                 self._idle.set()
 
-    async def _handle(self, function: str, message: AbstractIncomingMessage) -> None:
+    async def _settlement(self, function: str, message: AbstractIncomingMessage) -> Settlement:
+        try:
+            return await self._handle(function, message)
+        except Exception:
+            # A bug of ours must not strand the message unacked until the channel closes.
+            log.exception("unexpected error handling a message of %s; requeueing it", function)
+            return "nack"
+
+    async def _handle(self, function: str, message: AbstractIncomingMessage) -> Settlement:
         snapshot = self._registry.snapshot
         spec = snapshot.functions.get(function)
         if spec is None:
             # Deleted while this message was in flight: keep it for when the function returns.
-            await _nack(message)
-            return
+            return "nack"
         try:
             delivery = self._delivery(function, message, snapshot)
         except (ValueError, KeyError, orjson.JSONDecodeError) as exc:
-            await self._dead_letter_malformed(function, message, exc)
-            return
+            return await self._dead_letter_malformed(function, message, exc)
         if delivery is None:
-            await _ack(message)
-            return
+            return "ack"
         age_s = time.time() - delivery.envelope.accepted_at
         if age_s >= spec.retry.max_event_age_s:
             # Too old to run at all (Lambda's maximum event age): straight to the DLQ.
@@ -111,11 +117,10 @@ class Dispatcher:
                     "EventExpired", f"event is {age_s:.0f} s old, past max_event_age_s"
                 ),
             )
-            self._metrics.async_dropped.labels(function, "expired").inc()
-            await self._settle(message, delivery, spec, expired)
-            return
+            self._metrics.child(self._metrics.async_dropped, function, "expired").inc()
+            return await self._settle(delivery, spec, expired)
         outcome = await self._run(delivery, spec)
-        await self._settle(message, delivery, spec, outcome)
+        return await self._settle(delivery, spec, outcome)
 
     def _delivery(
         self, function: str, message: AbstractIncomingMessage, snapshot: Snapshot
@@ -129,7 +134,7 @@ class Dispatcher:
         trigger = _matching_trigger(snapshot, function, event)
         if trigger is None:
             for name in snapshot.amqp_triggers_of(function):
-                self._metrics.filtered.labels(function, name).inc()
+                self._metrics.child(self._metrics.filtered, function, name).inc()
             return None
         invocation_id = events.new_id()
         event_id = events.amqp_event_id(amqp) or invocation_id
@@ -139,34 +144,33 @@ class Dispatcher:
     async def _run(self, delivery: Delivery, spec: FunctionSpec) -> Outcome:
         env = delivery.envelope
         started = time.time()
-        self._metrics.event_age.labels(delivery.function).observe(max(0, started - env.accepted_at))
-        record = Invocation(
-            id=env.invocation_id,
-            function=delivery.function,
-            status="running",
-            trigger=env.trigger,
-            event_id=env.event_id,
-            function_version=spec.version,
-            attempt=env.attempt,
-            created_at=env.accepted_at,
-            started_at=started,
+        self._metrics.child(self._metrics.event_age, delivery.function).observe(
+            max(0, started - env.accepted_at)
         )
+        record: Record = {
+            "id": env.invocation_id,
+            "function": delivery.function,
+            "status": "running",
+            "trigger": env.trigger,
+            "event_id": env.event_id,
+            "function_version": spec.version,
+            "attempt": env.attempt,
+            "created_at": env.accepted_at,
+            "started_at": started,
+        }
         self._store.save(record)
         if isinstance(delivery.event, dict) and "attempt" in delivery.event:
             delivery.event["attempt"] = env.attempt
         outcome = await self._invoker.invoke(
             delivery.function, spec, delivery.event, env.invocation_id, event_id=env.event_id
         )
-        self._store.save(record.model_copy(update=_finished(outcome)))
+        record.update(_finished(outcome))
+        self._store.save(record)
         return outcome
 
-    async def _settle(
-        self,
-        message: AbstractIncomingMessage,
-        delivery: Delivery,
-        spec: FunctionSpec,
-        outcome: Outcome,
-    ) -> None:
+    async def _settle(self, delivery: Delivery, spec: FunctionSpec, outcome: Outcome) -> Settlement:
+        """Ack, or nack to requeue; a retry or a dead letter is acked only once RabbitMQ has
+        confirmed the copy that replaces it."""
         env = delivery.envelope
         error = outcome.error
         decision = retry.decide(
@@ -177,8 +181,7 @@ class Dispatcher:
             permanent=error is not None and error.permanent,
         )
         if decision == "ack":
-            await _ack(message)
-            return
+            return "ack"
         failure = _attempt_error(env.attempt, outcome)
         body = orjson.dumps(delivery.event)
         try:
@@ -190,9 +193,8 @@ class Dispatcher:
             log.warning(
                 "could not re-publish %s (%s); returning it to the queue", env.invocation_id, exc
             )
-            await _nack(message)
-            return
-        await _ack(message)
+            return "nack"
+        return "ack"
 
     async def _retry(
         self,
@@ -212,7 +214,7 @@ class Dispatcher:
             envelope.event_id,
             delay_ms=retry.tier(delay_s),
         )
-        self._metrics.retries.labels(delivery.function).inc()
+        self._metrics.child(self._metrics.retries, delivery.function).inc()
 
     async def _dead_letter(
         self,
@@ -226,17 +228,17 @@ class Dispatcher:
         await self._broker.publish(
             delivery.function, body, headers, envelope.event_id, dead_letter=True
         )
-        self._metrics.dead_letters.labels(delivery.function, outcome.status).inc()
+        self._metrics.child(self._metrics.dead_letters, delivery.function, outcome.status).inc()
         try:
             record = await self._store.get(envelope.invocation_id)
         except RedisError:
             record = None
         if record is not None:
-            self._store.save(record.model_copy(update={"status": "dead_lettered"}))
+            self._store.save({**record.model_dump(), "status": "dead_lettered"})
 
     async def _dead_letter_malformed(
         self, function: str, message: AbstractIncomingMessage, exc: Exception
-    ) -> None:
+    ) -> Settlement:
         log.warning("dead-lettering a malformed message on %s: %s", function, exc)
         headers = {**dict(message.headers), "x-router-error": f"malformed message: {exc}"}
         try:
@@ -248,16 +250,15 @@ class Dispatcher:
                 dead_letter=True,
             )
         except BrokerError:
-            await _nack(message)
-            return
-        self._metrics.dead_letters.labels(function, "malformed").inc()
-        self._metrics.async_dropped.labels(function, "malformed").inc()
-        await _ack(message)
+            return "nack"
+        self._metrics.child(self._metrics.dead_letters, function, "malformed").inc()
+        self._metrics.child(self._metrics.async_dropped, function, "malformed").inc()
+        return "ack"
 
 
 def _matching_trigger(snapshot: Snapshot, function: str, event: dict[str, Any]) -> str | None:
     """The first amqp trigger of the function whose binding and filter accept the event."""
-    for name, trigger in sorted(snapshot.amqp_triggers_of(function).items()):
+    for name, trigger in snapshot.amqp_triggers_of(function).items():
         if trigger.exchange != event["exchange"] or not binding_matches(
             trigger, event["routing_key"]
         ):
@@ -328,18 +329,3 @@ def _attempt_error(attempt: int, outcome: Outcome) -> dict[str, Any]:
         "message": error.message[:1000],
         "at": time.time(),
     }
-
-
-async def _ack(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.ack()
-    except CONNECTION_EXCEPTIONS as exc:
-        # The channel is gone; RabbitMQ will redeliver the message (at-least-once).
-        log.warning("ack failed (%s); the message will be redelivered", exc)
-
-
-async def _nack(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.nack(requeue=True)
-    except CONNECTION_EXCEPTIONS as exc:
-        log.warning("nack failed (%s); the message will be redelivered", exc)

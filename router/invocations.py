@@ -37,23 +37,33 @@ class Invocation(BaseModel):
     error: dict[str, Any] | None = None
 
 
+Record = dict[str, Any]  # an Invocation's fields: the hot path skips model validation
+
+
 class InvocationStore:
-    """Records are written behind: `save` only buffers, and a loop writes the latest state of
-    each record every few milliseconds in one pipeline, so running an event never waits for
-    Redis (and a record that went running → succeeded in between is written once)."""
+    """Records are written behind: `save` and `queued` only buffer, and a loop writes the latest
+    state of each record every few milliseconds in one pipeline, so neither accepting nor running
+    an event waits for Redis (and a record that went running → succeeded in between is written
+    once)."""
 
     def __init__(self, redis: Redis, names: Names, ttl_s: int) -> None:
         self._redis = redis
         self._names = names
         self._ttl_s = ttl_s
-        self._pending: dict[str, Invocation] = {}
+        self._pending: dict[str, Record] = {}
+        self._queued: dict[str, Record] = {}
 
     async def queued(self, record: Invocation) -> None:
-        # NX: the consumer may already have written `running`; never move a record backwards.
-        await self._redis.set(self._key(record.id), _dump(record), ex=self._ttl_s, nx=True)
+        """Buffer a `queued` record, written with NX: the consumer (maybe of another replica) may
+        already have written `running`, and a record never moves backwards."""
+        if record.id not in self._pending:
+            self._queued[record.id] = record.model_dump()
 
-    def save(self, record: Invocation) -> None:
-        self._pending[record.id] = record
+    def save(self, record: Record) -> None:
+        """Buffer the record's current state. The store keeps the dict itself: change it only to
+        save it again."""
+        self._pending[record["id"]] = record
+        self._queued.pop(record["id"], None)
         if len(self._pending) > MAX_PENDING:  # Redis away for long: records are not the work
             self._pending.pop(next(iter(self._pending)))
 
@@ -64,30 +74,34 @@ class InvocationStore:
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, {}
-        if not batch:
+        queued, self._queued = self._queued, {}
+        if not batch and not queued:
             return
+        # Serialised now: callers may reuse a record dict once this flush is under way.
+        writes = [(self._key(i), orjson.dumps(r)) for i, r in batch.items()]
+        creates = [(self._key(i), orjson.dumps(r)) for i, r in queued.items()]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for record in batch.values():
-                    pipe.set(self._key(record.id), _dump(record), ex=self._ttl_s)
+                for key, raw in creates:
+                    pipe.set(key, raw, ex=self._ttl_s, nx=True)
+                for key, raw in writes:
+                    pipe.set(key, raw, ex=self._ttl_s)
                 await pipe.execute()
         except RedisError as exc:
             self._pending = {**batch, **self._pending}  # newer states win
-            log.warning("%d invocation records not written yet: %s", len(batch), exc)
+            self._queued = {**queued, **self._queued}
+            log.warning("%d invocation records not written yet: %s", len(batch) + len(queued), exc)
 
     async def get(self, invocation_id: str) -> Invocation | None:
-        pending = self._pending.get(invocation_id)
+        pending = self._pending.get(invocation_id) or self._queued.get(invocation_id)
         if pending is not None:
-            return pending
+            return Invocation.model_validate(pending)
         raw = await self._redis.get(self._key(invocation_id))
         return None if raw is None else Invocation.model_validate_json(raw)
 
     async def forget(self, invocation_id: str) -> None:
+        self._queued.pop(invocation_id, None)
         await self._redis.delete(self._key(invocation_id))
 
     def _key(self, invocation_id: str) -> str:
         return self._names.invocation(invocation_id)
-
-
-def _dump(record: Invocation) -> bytes:
-    return orjson.dumps(record.model_dump())

@@ -66,9 +66,11 @@ class Invoker:
 
         An idempotent function's duplicate (same event id) is answered without running.
         """
-        return await self._idempotency.run(
-            function, spec, event_id, lambda: self._run(function, spec, event, request_id, wait)
-        )
+        if spec.idempotent and event_id:
+            return await self._idempotency.run(
+                function, spec, event_id, lambda: self._run(function, spec, event, request_id, wait)
+            )
+        return await self._run(function, spec, event, request_id, wait)
 
     async def _run(
         self, function: str, spec: FunctionSpec, event: Any, request_id: str, wait: bool
@@ -77,17 +79,18 @@ class Invoker:
         try:
             await pool.acquire(wait)
         except Throttled:
-            self._metrics.throttles.labels(function).inc()
+            self._metrics.child(self._metrics.throttles, function).inc()
             raise
-        concurrent = self._metrics.concurrent.labels(function)
+        concurrent = self._metrics.child(self._metrics.concurrent, function)
         concurrent.inc()
-        log.debug(
-            "START RequestId: %s Function: %s Version: %d",
-            request_id,
-            function,
-            spec.version,
-            extra={"request_id": request_id, "function": function},
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "START RequestId: %s Function: %s Version: %d",
+                request_id,
+                function,
+                spec.version,
+                extra={"request_id": request_id, "function": function},
+            )
         call = Call(function, spec, event, request_id)
         try:
             if spec.isolation == "process":
@@ -113,18 +116,16 @@ class Invoker:
         self._metrics.invocation(function, outcome.status, outcome.duration_ms / 1000, gb_seconds)
         self._usage.record(function, outcome.billed_ms, spec.memory_mb)
         if memory_mb:
-            self._metrics.max_memory.labels(function).set(memory_mb)
-        report = (
-            f"REPORT RequestId: {request_id}\tDuration: {outcome.duration_ms:.2f} ms\t"
-            f"Billed Duration: {outcome.billed_ms} ms\tMemory Size: {spec.memory_mb} MB\t"
-            f"Max Memory Used: {round(memory_mb)} MB"
-            + ("" if init_ms is None else f"\tInit Duration: {init_ms:.2f} ms")
-        )
+            self._metrics.child(self._metrics.max_memory, function).set(memory_mb)
+        error = outcome.error
+        said = bool(outcome.logs) or error is not None
+        if not said and not log.isEnabledFor(logging.INFO):
+            return  # the metrics carry it all; no line to format
+        report = _report_line(request_id, spec.memory_mb, outcome, memory_mb, init_ms)
         extra = {"request_id": request_id, "function": function}
         log.debug("END RequestId: %s", request_id, extra=extra)
         log.info("%s\tStatus: %s", report, outcome.status, extra=extra)
-        error = outcome.error
-        if not outcome.logs and error is None:
+        if not said:
             return  # nothing said: the REPORT line and the metrics carry it all
         failure = f"[ERROR] {error.type}: {error.message}\n" if error else ""
         self._logs.append(
@@ -149,3 +150,15 @@ class Invoker:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         self.pools.clear()
         await self._local.close()
+
+
+def _report_line(
+    request_id: str, memory_size_mb: int, outcome: Outcome, memory_mb: float, init_ms: float | None
+) -> str:
+    """Lambda's REPORT line."""
+    return (
+        f"REPORT RequestId: {request_id}\tDuration: {outcome.duration_ms:.2f} ms\t"
+        f"Billed Duration: {outcome.billed_ms} ms\tMemory Size: {memory_size_mb} MB\t"
+        f"Max Memory Used: {round(memory_mb)} MB"
+        + ("" if init_ms is None else f"\tInit Duration: {init_ms:.2f} ms")
+    )

@@ -7,8 +7,13 @@ reason, status. Never an event id.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 DURATION_BUCKETS = (
     0.001,
@@ -35,6 +40,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._lambda_metrics()
         self._router_metrics()
 
@@ -153,18 +159,28 @@ class Metrics:
             "dependency",
         )
 
+    def child(self, metric: M, *labels: str) -> M:
+        """The labelled child, cached: `labels()` takes a lock and checks its arguments on every
+        call, and the hot path asks for the same few children for every event."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def invocation(self, function: str, outcome: str, duration_s: float, gb_seconds: float) -> None:
-        self.invocations.labels(function, outcome).inc()
-        self.duration.labels(function).observe(duration_s)
-        self.billed.labels(function).inc(gb_seconds)
+        child = self.child
+        child(self.invocations, function, outcome).inc()
+        child(self.duration, function).observe(duration_s)
+        child(self.billed, function).inc(gb_seconds)
         if outcome != "succeeded":
-            self.errors.labels(function).inc()
+            child(self.errors, function).inc()
 
     def webhook(self, trigger: str, status: int) -> None:
-        self.webhooks.labels(trigger, str(status)).inc()
+        self.child(self.webhooks, trigger, str(status)).inc()
 
     def rejected(self, trigger: str, reason: str) -> None:
-        self.rejections.labels(trigger, reason).inc()
+        self.child(self.rejections, trigger, reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

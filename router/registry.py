@@ -51,13 +51,21 @@ class Snapshot:
     version: int = 0
     functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
     triggers: Mapping[str, Trigger] = field(default_factory=dict)
+    _amqp: dict[str, dict[str, AmqpTrigger]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def amqp_triggers_of(self, function: str) -> dict[str, AmqpTrigger]:
-        return {
-            name: t
-            for name, t in self.triggers.items()
-            if isinstance(t, AmqpTrigger) and t.function == function
-        }
+        """The function's amqp triggers by name, in name order; computed once per snapshot
+        (the dispatcher asks for every message)."""
+        found = self._amqp.get(function)
+        if found is None:
+            found = self._amqp[function] = {
+                name: t
+                for name, t in sorted(self.triggers.items())
+                if isinstance(t, AmqpTrigger) and t.function == function
+            }
+        return found
 
 
 class RegistryStore:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,12 +30,22 @@ class Usage:
         self._redis = redis
         self._names = names
         self._pending: Counter[tuple[str, str, str]] = Counter()
+        self._hour_number = -1
+        self._hour_label = ""
 
     def record(self, function: str, billed_ms: int, memory_mb: int) -> None:
-        hour = datetime.now(UTC).strftime(HOUR)
+        hour = self._hour()
         self._pending[(hour, function, "invocations")] += 1
         self._pending[(hour, function, "billed_ms")] += billed_ms
         self._pending[(hour, function, "mb_ms")] += billed_ms * memory_mb
+
+    def _hour(self) -> str:
+        """The current UTC hour bucket, formatted once an hour rather than once a call."""
+        hour = int(time.time() // 3600)
+        if hour != self._hour_number:
+            self._hour_number = hour
+            self._hour_label = datetime.fromtimestamp(hour * 3600, UTC).strftime(HOUR)
+        return self._hour_label
 
     async def run(self) -> None:
         while True:

@@ -11,14 +11,13 @@ import asyncio
 import contextvars
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from router import capture, loader
 from router.context import LambdaContext
-from router.executors import Call, ErrorInfo, Outcome
+from router.executors import Call, ErrorInfo, Outcome, Status
 
 
 class LocalExecutor:
@@ -33,32 +32,30 @@ class LocalExecutor:
             handler = self._handler(call.spec.handler)
         except loader.HandlerError as exc:
             return Outcome("failed", _elapsed_ms(started), error=ErrorInfo(exc.kind, str(exc)))
+        spec = call.spec
         context = LambdaContext.create(
-            call.function,
-            call.spec.version,
-            call.spec.memory_mb,
-            call.request_id,
-            call.spec.timeout_s,
+            call.function, spec.version, spec.memory_mb, call.request_id, spec.timeout_s
         )
         with capture.capturing() as output:
-            outcome = await self._outcome(handler, call, context, started)
-        return replace(outcome, logs=capture.text(output))
+            status, result, error = await self._outcome(handler, call, context)
+        return Outcome(
+            status, _elapsed_ms(started), result=result, error=error, logs=capture.text(output)
+        )
 
     async def _outcome(
-        self, handler: loader.Handler, call: Call, context: LambdaContext, started: float
-    ) -> Outcome:
+        self, handler: loader.Handler, call: Call, context: LambdaContext
+    ) -> tuple[Status, Any, ErrorInfo | None]:
+        timeout_s = call.spec.timeout_s
         try:
-            result = await asyncio.wait_for(
-                self._start(handler, call.event, context), call.spec.timeout_s
-            )
+            # A timeout scope, not wait_for: the handler runs in this task, not a new one.
+            async with asyncio.timeout(timeout_s):
+                result = await self._start(handler, call.event, context)
         except TimeoutError:
-            message = f"Task timed out after {call.spec.timeout_s:.2f} seconds"
-            return Outcome(
-                "timed_out", _elapsed_ms(started), error=ErrorInfo("TimeoutError", message)
-            )
+            message = f"Task timed out after {timeout_s:.2f} seconds"
+            return "timed_out", None, ErrorInfo("TimeoutError", message)
         except Exception as exc:
-            return Outcome("failed", _elapsed_ms(started), error=ErrorInfo.from_exception(exc))
-        return _marshalled(result, _elapsed_ms(started))
+            return "failed", None, ErrorInfo.from_exception(exc)
+        return _marshalled(result)
 
     def _handler(self, reference: str) -> loader.Handler:
         handler = self._handlers.get(reference)
@@ -83,11 +80,11 @@ def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _marshalled(result: Any, duration_ms: float) -> Outcome:
+def _marshalled(result: Any) -> tuple[Status, Any, ErrorInfo | None]:
     """Results must be JSON, as Lambda's are; anything else fails like Lambda's MarshalError."""
     try:
         orjson.dumps(result)
     except TypeError as exc:
         error = ErrorInfo("Runtime.MarshalError", f"Unable to marshal response: {exc}")
-        return Outcome("failed", duration_ms, error=error)
-    return Outcome("succeeded", duration_ms, result=result)
+        return "failed", None, error
+    return "succeeded", result, None
