@@ -16,6 +16,18 @@ from router.names import Names
 log = logging.getLogger("router.invocations")
 FLUSH_S = 0.02
 MAX_PENDING = 100_000
+CHUNK = 1000  # records per script call: bounded so Redis is never blocked for long
+# KEYS: records; ARGV: ttl, how many of the first keys are only created (NX), then the values.
+STORE_RECORDS = """
+local ttl, nx = ARGV[1], tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  if i <= nx then
+    redis.call('SET', key, ARGV[i + 2], 'EX', ttl, 'NX')
+  else
+    redis.call('SET', key, ARGV[i + 2], 'EX', ttl)
+  end
+end
+"""
 
 Status = Literal["queued", "running", "succeeded", "failed", "timed_out", "dead_lettered"]
 
@@ -52,6 +64,7 @@ class InvocationStore:
         self._ttl_s = ttl_s
         self._pending: dict[str, Record] = {}
         self._queued: dict[str, Record] = {}
+        self._store_records = redis.register_script(STORE_RECORDS)
 
     async def queued(self, record: Invocation) -> None:
         """Buffer a `queued` record, written with NX: the consumer (maybe of another replica) may
@@ -77,20 +90,24 @@ class InvocationStore:
         queued, self._queued = self._queued, {}
         if not batch and not queued:
             return
-        # Serialised now: callers may reuse a record dict once this flush is under way.
-        writes = [(self._key(i), orjson.dumps(r)) for i, r in batch.items()]
+        # Serialised now: callers may change a record dict once this flush is under way.
         creates = [(self._key(i), orjson.dumps(r)) for i, r in queued.items()]
+        writes = [(self._key(i), orjson.dumps(r)) for i, r in batch.items()]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, raw in creates:
-                    pipe.set(key, raw, ex=self._ttl_s, nx=True)
-                for key, raw in writes:
-                    pipe.set(key, raw, ex=self._ttl_s)
-                await pipe.execute()
+            records = creates + writes
+            for start in range(0, len(records), CHUNK):
+                nx = max(0, len(creates) - start)  # creates come first
+                await self._write_chunk(records[start : start + CHUNK], nx)
         except RedisError as exc:
             self._pending = {**batch, **self._pending}  # newer states win
             self._queued = {**queued, **self._queued}
             log.warning("%d invocation records not written yet: %s", len(batch) + len(queued), exc)
+
+    async def _write_chunk(self, chunk: list[tuple[str, bytes]], nx: int) -> None:
+        """One script call for up to CHUNK records, the first `nx` of them only if absent:
+        packing one command costs the router several times less than a pipeline of SETs."""
+        keys = [key for key, _ in chunk]
+        await self._store_records(keys=keys, args=[self._ttl_s, nx, *(raw for _, raw in chunk)])
 
     async def get(self, invocation_id: str) -> Invocation | None:
         pending = self._pending.get(invocation_id) or self._queued.get(invocation_id)
