@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aiormq.abc import DeliveredMessage
 
 from router.acks import Acks
 from router.broker import Broker
@@ -26,23 +26,42 @@ class Consumer:
         self._broker = broker
         self._dispatcher = dispatcher
         self._names = names
-        self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._tag: str | None = None
         self._acks: Acks | None = None
 
     async def start(self, prefetch: int) -> None:
-        self._channel = await self._broker.connection().channel()
-        await self._channel.set_qos(prefetch_count=prefetch)
+        channel = await self._broker.connection().channel()
+        self._channel = channel
+        await channel.set_qos(prefetch_count=prefetch)
         self.prefetch = prefetch
-        self._queue = await self._channel.get_queue(self._names.queue(self.function), ensure=True)
-        self._tag = await self._queue.consume(partial(self._on_message))
+        await channel.get_queue(self._names.queue(self.function), ensure=True)  # exists?
+        await self._consume()
+        # Consuming below aio-pika, its robust channel cannot restore us: do it on reopen.
+        channel.reopen_callbacks.add(self._on_reopen)
         log.info("consuming %s (prefetch %d)", self.function, prefetch)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _consume(self) -> None:
+        """basic.consume on the channel below aio-pika: its per-message IncomingMessage and
+        extra task cost more than the rest of a small handler's dispatch."""
+        if self._channel is None:
+            return
+        underlay = await self._channel.get_underlay_channel()
+        consume_ok = await underlay.basic_consume(
+            self._names.queue(self.function), self._on_message, no_ack=False
+        )
+        self._tag = consume_ok.consumer_tag
+
+    async def _on_reopen(self, *_: object) -> None:
+        try:
+            await self._consume()
+        except CONNECTION_EXCEPTIONS as exc:
+            log.warning("consuming %s again after a reconnect failed: %s", self.function, exc)
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
         await self._dispatcher.handle(self.function, message, self._acks_of(message))
 
-    def _acks_of(self, message: AbstractIncomingMessage) -> Acks:
+    def _acks_of(self, message: DeliveredMessage) -> Acks:
         """The settler of the channel this message came on (a new one after a reconnect)."""
         channel = message.channel
         if self._acks is None or self._acks.channel is not channel:
@@ -56,12 +75,15 @@ class Consumer:
 
     async def cancel(self) -> None:
         """Stop new deliveries; what is in flight can still be settled on the open channel."""
+        tag, self._tag = self._tag, None
         try:
-            if self._queue is not None and self._tag is not None:
-                await self._queue.cancel(self._tag)
+            if self._channel is not None:
+                self._channel.reopen_callbacks.discard(self._on_reopen)
+                if tag is not None and not self._channel.is_closed:
+                    underlay = await self._channel.get_underlay_channel()
+                    await underlay.basic_cancel(tag)
         except CONNECTION_EXCEPTIONS as exc:
             log.warning("cancelling consumer of %s: %s", self.function, exc)
-        self._tag = None
 
     async def stop(self) -> None:
         """Stop receiving; messages not yet settled return to the queue when the channel closes."""

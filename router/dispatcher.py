@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 from redis.exceptions import RedisError
 
 from router import events, filters, retry
@@ -70,7 +70,7 @@ class Dispatcher:
             return False
         return True
 
-    async def handle(self, function: str, message: AbstractIncomingMessage, acks: Acks) -> None:
+    async def handle(self, function: str, message: DeliveredMessage, acks: Acks) -> None:
         tag = message.delivery_tag or 0
         if self._draining:
             acks.nack(tag)  # prefetched, not started: back to the queue for others
@@ -87,7 +87,7 @@ class Dispatcher:
             if self._running == 0:
                 self._idle.set()
 
-    async def _settlement(self, function: str, message: AbstractIncomingMessage) -> Settlement:
+    async def _settlement(self, function: str, message: DeliveredMessage) -> Settlement:
         try:
             return await self._handle(function, message)
         except Exception:
@@ -95,7 +95,7 @@ class Dispatcher:
             log.exception("unexpected error handling a message of %s; requeueing it", function)
             return "nack"
 
-    async def _handle(self, function: str, message: AbstractIncomingMessage) -> Settlement:
+    async def _handle(self, function: str, message: DeliveredMessage) -> Settlement:
         snapshot = self._registry.snapshot
         spec = snapshot.functions.get(function)
         if spec is None:
@@ -123,10 +123,10 @@ class Dispatcher:
         return await self._settle(delivery, spec, outcome)
 
     def _delivery(
-        self, function: str, message: AbstractIncomingMessage, snapshot: Snapshot
+        self, function: str, message: DeliveredMessage, snapshot: Snapshot
     ) -> Delivery | None:
         """The event to run, or None when every binding trigger's filter turns it away."""
-        envelope = Envelope.from_headers(message.headers)
+        envelope = Envelope.from_headers(message.header.properties.headers or {})
         if envelope is not None:
             return Delivery(function, orjson.loads(message.body), envelope)
         amqp = _amqp_message(message)
@@ -237,16 +237,19 @@ class Dispatcher:
             self._store.save({**record.model_dump(), "status": "dead_lettered"})
 
     async def _dead_letter_malformed(
-        self, function: str, message: AbstractIncomingMessage, exc: Exception
+        self, function: str, message: DeliveredMessage, exc: Exception
     ) -> Settlement:
         log.warning("dead-lettering a malformed message on %s: %s", function, exc)
-        headers = {**dict(message.headers), "x-router-error": f"malformed message: {exc}"}
+        headers = {
+            **(message.header.properties.headers or {}),
+            "x-router-error": f"malformed message: {exc}",
+        }
         try:
             await self._broker.publish(
                 function,
                 message.body,
                 headers,
-                message.message_id or events.new_id(),
+                message.header.properties.message_id or events.new_id(),
                 dead_letter=True,
             )
         except BrokerError:
@@ -289,17 +292,19 @@ def topic_matches(pattern: list[str], words: list[str]) -> bool:
     return (head in ("*", words[0])) and topic_matches(rest, words[1:])
 
 
-def _amqp_message(message: AbstractIncomingMessage) -> events.AmqpMessage:
+def _amqp_message(message: DeliveredMessage) -> events.AmqpMessage:
+    properties = message.header.properties
+    delivery = message.delivery  # always a Basic.Deliver here: we only consume
     return events.AmqpMessage(
         body=message.body,
-        headers=message.headers or {},
-        routing_key=message.routing_key or "",
-        exchange=message.exchange or "",
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        content_type=message.content_type,
-        timestamp=message.timestamp,
-        redelivered=bool(message.redelivered),
+        headers=properties.headers or {},
+        routing_key=getattr(delivery, "routing_key", "") or "",
+        exchange=getattr(delivery, "exchange", "") or "",
+        message_id=properties.message_id,
+        correlation_id=properties.correlation_id,
+        content_type=properties.content_type,
+        timestamp=properties.timestamp,
+        redelivered=bool(getattr(delivery, "redelivered", False)),
     )
 
 
