@@ -7,6 +7,7 @@ known and, for a retry or a dead letter, once RabbitMQ has confirmed the copy th
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -274,10 +275,16 @@ def _matching_trigger(snapshot: Snapshot, function: str, event: dict[str, Any]) 
 def binding_matches(trigger: AmqpTrigger, routing_key: str) -> bool:
     """Whether RabbitMQ would route `routing_key` through this trigger's binding."""
     if trigger.exchange_type == "topic":
-        return topic_matches(trigger.routing_key.split("."), routing_key.split("."))
+        return _topic_binding_matches(trigger.routing_key, routing_key)
     if trigger.exchange_type == "direct":
         return trigger.routing_key == routing_key
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _topic_binding_matches(binding: str, routing_key: str) -> bool:
+    # A queue sees few distinct (binding, key) pairs; matching is recursive, remembering is not.
+    return topic_matches(binding.split("."), routing_key.split("."))
 
 
 def topic_matches(pattern: list[str], words: list[str]) -> bool:
