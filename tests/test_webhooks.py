@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pika
 
@@ -128,6 +129,20 @@ def test_function_errors_and_timeouts(router: Router) -> None:
     timed_out = router.http.post(f"/hooks/{slow}", json={"sleep": 3})
     assert timed_out.status_code == 504
     assert router.metric("router_invocations_total", function=function, outcome="timed_out") == 1
+
+
+def test_async_handlers_time_out_on_the_event_loop(router: Router) -> None:
+    function, hook = unique("slow"), unique("hook")
+    router.put_function(function, handler="testfns:slow_async", timeout_s=0.3, isolation="inline")
+    router.put_trigger(hook, function=function, type="webhook")
+    started = time.monotonic()
+    timed_out = router.http.post(f"/hooks/{hook}", json={"sleep": 5})
+    assert timed_out.status_code == 504
+    assert time.monotonic() - started < 2
+    assert timed_out.json()["error"] == "the function timed out"
+    in_time = router.http.post(f"/hooks/{hook}", json={"sleep": 0.01})
+    assert in_time.status_code == 200
+    assert in_time.json() == {"slept": True}
 
 
 def test_methods_and_size_limits(router: Router) -> None:

@@ -17,6 +17,7 @@ import orjson
 
 from router import capture, loader
 from router.context import LambdaContext
+from router.deadlines import Deadlines
 from router.executors import Call, ErrorInfo, Outcome, Status
 
 
@@ -24,6 +25,7 @@ class LocalExecutor:
     def __init__(self, thread_workers: int) -> None:
         self._threads = ThreadPoolExecutor(thread_workers, thread_name_prefix="handler")
         self._handlers: dict[str, loader.Handler] = {}
+        self._deadlines = Deadlines()
         capture.install()
 
     async def run(self, call: Call) -> Outcome:
@@ -46,15 +48,18 @@ class LocalExecutor:
         self, handler: loader.Handler, call: Call, context: LambdaContext
     ) -> tuple[Status, Any, ErrorInfo | None]:
         timeout_s = call.spec.timeout_s
+        task = self._deadlines.start(timeout_s)
         try:
-            # A timeout scope, not wait_for: the handler runs in this task, not a new one.
-            async with asyncio.timeout(timeout_s):
-                result = await self._start(handler, call.event, context)
-        except TimeoutError:
+            result = await self._start(handler, call.event, context)
+        except asyncio.CancelledError:
+            if not self._deadlines.stop(task):
+                raise  # not ours: the router is shutting down
             message = f"Task timed out after {timeout_s:.2f} seconds"
             return "timed_out", None, ErrorInfo("TimeoutError", message)
         except Exception as exc:
+            self._deadlines.stop(task)
             return "failed", None, ErrorInfo.from_exception(exc)
+        self._deadlines.stop(task)  # a handler that swallowed the cancellation keeps its result
         return _marshalled(result)
 
     def _handler(self, reference: str) -> loader.Handler:

@@ -50,6 +50,11 @@ def fail(event: Any, context: Any) -> None:
     raise ValueError("boom")
 
 
+async def slow_async(event: Any, context: Any) -> dict[str, Any]:
+    await asyncio.sleep(float(event.get("sleep", 5)) if isinstance(event, dict) else 5)
+    return {"slept": True}
+
+
 def slow(event: Any, context: Any) -> dict[str, Any]:
     time.sleep(float(event.get("sleep", 5)) if isinstance(event, dict) else 5)
     return {"slept": True}
