@@ -40,7 +40,8 @@ class Pool:
         self.busy: set[Worker] = set()
         self.starting = 0
         self._metrics = metrics
-        self._changed = asyncio.Condition()
+        # Callers waiting for an environment at `concurrency.max`, woken by any check-in.
+        self._returns: list[asyncio.Future[None]] = []
         self._spawning = spawning  # shared by all pools: cold starts are CPU-bound
 
     @property
@@ -103,7 +104,6 @@ class Pool:
         except InitError as exc:
             return Outcome("failed", 0.0, error=exc.error), 0.0, None
         self.busy.add(worker)
-        self._report()
         try:
             outcome, memory_mb = await worker.invoke(call, self.spec.memory_mb)
             return outcome, memory_mb, worker.init_ms if cold else None
@@ -112,12 +112,25 @@ class Pool:
             await self._checkin(worker)
 
     async def _checkout(self) -> tuple[Worker, bool]:
-        async with self._changed:
-            while not self.idle and self.total >= self.spec.concurrency.max:
-                await self._changed.wait()  # the scaler is starting environments for us
-            if self.idle:
-                return self.idle.pop(), False
-        return await self._start(cold=True), True
+        while True:
+            while self.idle:
+                worker = self.idle.pop()  # the most recently used: its caches are warm
+                if worker.alive:
+                    return worker, False
+                await worker.kill()  # died while idle (killed from outside): no call's failure
+            if self.total < self.spec.concurrency.max:
+                return await self._start(cold=True), True
+            await self._returned()  # the scaler is starting environments for us
+
+    async def _returned(self) -> None:
+        returned: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._returns.append(returned)
+        try:
+            await returned
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):
+                self._returns.remove(returned)
+            raise
 
     async def _checkin(self, worker: Worker) -> None:
         current = worker.alive and worker.version == self.spec.version
@@ -125,9 +138,11 @@ class Pool:
             self.idle.append(worker)
         else:
             await worker.kill()
-        self._report()
-        async with self._changed:
-            self._changed.notify_all()
+        # Everyone waiting looks again: an idle environment, or room to start one.
+        returns, self._returns = self._returns, []
+        for returned in returns:
+            if not returned.done():
+                returned.set_result(None)
 
     async def _start(self, cold: bool) -> Worker:
         self.starting += 1
@@ -141,6 +156,7 @@ class Pool:
                 )
         finally:
             self.starting -= 1
+        self._watch_gauges()
         self._metrics.cold_starts.labels(self.function).inc()
         self._metrics.init_duration.labels(self.function).observe(worker.init_ms / 1000)
         log.info(
@@ -172,18 +188,17 @@ class Pool:
         for worker in victims:
             self.idle.remove(worker)
         await asyncio.gather(*(w.stop() for w in victims))
-        if victims:
-            self._report()
 
     def idle_ages(self) -> list[float]:
         now = time.monotonic()
         return [now - w.idle_since for w in self.idle]
 
-    def _report(self) -> None:
-        workers = self._metrics.workers
-        if self.spec.isolation == "process":
-            workers.labels(self.function, "busy").set(len(self.busy))
-            workers.labels(self.function, "idle").set(len(self.idle))
+    def _watch_gauges(self) -> None:
+        """`router_workers` is read from the pool when scraped, so a call costs no gauge
+        updates. Set once an environment exists, so functions that never had one show none."""
+        workers, child = self._metrics.workers, self._metrics.child
+        child(workers, self.function, "busy").set_function(lambda: len(self.busy))
+        child(workers, self.function, "idle").set_function(lambda: len(self.idle))
 
     async def close(self) -> None:
         workers = [*self.idle, *self.busy]

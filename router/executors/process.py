@@ -3,6 +3,10 @@
 Each environment is a supervised child of its own (no shared executor whose one broken worker
 fails the rest). A call that overruns its timeout or memory gets the process killed (TERM,
 then KILL) and the invocation reported; a process that dies mid-call fails only that call.
+
+The router's event loop is the scarce resource, so a call costs it one frame written, one
+future and one timer: replies are parsed by a protocol as they arrive (no reader task, no
+stream), and the timer doubles as the timeout and the memory watchdog.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import struct
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -26,6 +30,8 @@ HEADER = struct.Struct(">I")
 PAGE = resource.getpagesize()
 WATCH_S = 0.05
 KILL_GRACE_S = 0.2
+STOP_GRACE_S = 1.0
+EXIT_GRACE_S = 0.1
 INIT_TIMEOUT_S = 30.0
 
 
@@ -35,14 +41,91 @@ class InitError(Exception):
         self.error = error
 
 
+class MemoryLimit(Exception):
+    pass
+
+
+class _Pipes(asyncio.SubprocessProtocol):
+    """The environment's end of the protocol: frames from its stdout, each the answer to the
+    one request in flight (an environment runs one call at a time)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._buffer = bytearray()
+        self._reply: asyncio.Future[dict[str, Any]] | None = None
+        self.lost = False
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def expect(self) -> asyncio.Future[dict[str, Any]]:
+        """The future of the next reply; fails with ConnectionError if the process is gone."""
+        reply: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        if self.lost:
+            reply.set_exception(ConnectionError("the environment's pipe is closed"))
+        else:
+            self._reply = reply
+        return reply
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if not self._buffer and _whole_frame(data):  # the usual case: no copy
+            self._deliver(orjson.loads(memoryview(data)[HEADER.size :]))
+            return
+        self._buffer += data
+        self._drain_buffer()
+
+    def _drain_buffer(self) -> None:
+        buffer = self._buffer
+        while len(buffer) >= HEADER.size:
+            end = HEADER.size + HEADER.unpack_from(buffer)[0]
+            if len(buffer) < end:
+                return
+            document = orjson.loads(bytes(buffer[HEADER.size : end]))
+            del buffer[:end]
+            self._deliver(document)
+
+    def _deliver(self, document: dict[str, Any]) -> None:
+        # A reply nobody waits for (its call timed out and the process is being killed) is dropped.
+        reply, self._reply = self._reply, None
+        if reply is not None and not reply.done():
+            reply.set_result(document)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:  # after every byte the process wrote was read
+            self._lose()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+        if not self.lost:
+            # Its last reply may still be in the pipe, read after this: the pipe's closing
+            # fails the call. Unless a process it forked holds the pipe open; then this does.
+            self._loop.call_later(EXIT_GRACE_S, self._lose)
+
+    def _lose(self) -> None:
+        self.lost = True
+        reply, self._reply = self._reply, None
+        if reply is not None and not reply.done():
+            reply.set_exception(ConnectionError("the environment closed its pipe"))
+
+
 class Worker:
-    def __init__(self, process: asyncio.subprocess.Process, version: int) -> None:
-        self.process = process
+    def __init__(self, transport: asyncio.SubprocessTransport, pipes: _Pipes, version: int) -> None:
+        self._transport = transport
+        self._pipes = pipes
+        # Asked for with stdin=PIPE, so it exists (uvloop's is no asyncio.WriteTransport subclass).
+        self._stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
+        self._loop = asyncio.get_running_loop()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.pid: int = transport.get_pid()
         self.version = version
         self.init_ms = 0.0
         self.invocations = 0
         self.idle_since = time.monotonic()
-        self.alive = True
+        self._alive = True
+
+    @property
+    def alive(self) -> bool:
+        """Usable for another call: not stopped or killed, and its process has not died."""
+        return self._alive and not self._pipes.lost
 
     @classmethod
     async def start(
@@ -54,21 +137,23 @@ class Worker:
         import, as Lambda's Init Duration covers runtime and function init.
         """
         spawned = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        transport, pipes = await loop.subprocess_exec(
+            lambda: _Pipes(loop),
             sys.executable,
             "-m",
             "router.executors.worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            stderr=None,
             env=dict(env),
             start_new_session=True,
         )
-        worker = cls(process, version)
+        worker = cls(transport, pipes, version)
         init = {"function": function, "version": version, **spec_fields}
         try:
-            await worker._send(init)
-            reply = await asyncio.wait_for(worker._receive(), INIT_TIMEOUT_S)
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            reply = await asyncio.wait_for(worker._request(init), INIT_TIMEOUT_S)
+        except (TimeoutError, ConnectionError) as exc:
             await worker.kill()
             message = f"environment failed to start: {exc!r}"
             raise InitError(ErrorInfo("Runtime.InitError", message)) from exc
@@ -78,56 +163,71 @@ class Worker:
         worker.init_ms = _since(spawned)
         return worker
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     async def invoke(self, call: Call, memory_mb: int) -> tuple[Outcome, float]:
         """Run one call; returns the outcome and the environment's max memory used (MB)."""
         started = time.perf_counter()
-        deadline_ms = int(time.time() * 1000 + call.spec.timeout_s * 1000)
+        timeout_s = call.spec.timeout_s
+        deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
         self.invocations += 1
+        request = {"request_id": call.request_id, "event": call.event, "deadline_ms": deadline_ms}
         try:
-            await self._send(
-                {"request_id": call.request_id, "event": call.event, "deadline_ms": deadline_ms}
-            )
-            reply = await self._watched(call.spec.timeout_s, memory_mb)
+            reply = await self._watched(self._request(request), timeout_s, memory_mb)
         except TimeoutError:
             await self.kill()
-            message = f"Task timed out after {call.spec.timeout_s:.2f} seconds"
-            return Outcome(
-                "timed_out", _since(started), error=ErrorInfo("TimeoutError", message)
-            ), 0
+            message = f"Task timed out after {timeout_s:.2f} seconds"
+            error = ErrorInfo("TimeoutError", message)
+            return Outcome("timed_out", _since(started), error=error), 0
         except MemoryLimit as exc:
             await self.kill()
             return Outcome("failed", _since(started), error=ErrorInfo("out_of_memory", str(exc))), 0
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             return Outcome("failed", _since(started), error=await self._lost()), 0
+        except asyncio.CancelledError:
+            self._alive = False  # still running the call: its late reply must answer no other
+            raise
         finally:
             self.idle_since = time.monotonic()
         if reply.get("fatal"):
             await self.kill()
         return _outcome(reply), float(reply.get("max_memory_mb", 0))
 
-    async def _watched(self, timeout_s: float, memory_mb: int) -> dict[str, Any]:
-        """Wait for the reply, checking resident memory as a second line behind RLIMIT_AS."""
-        receive = asyncio.ensure_future(self._receive())
-        deadline = time.monotonic() + timeout_s
+    def _request(self, document: Any) -> asyncio.Future[dict[str, Any]]:
+        """Send one frame; the future of its reply."""
+        reply = self._pipes.expect()
+        if not reply.done():
+            body = orjson.dumps(document)
+            self._stdin.write(HEADER.pack(len(body)) + body)
+        return reply
+
+    async def _watched(
+        self, reply: asyncio.Future[dict[str, Any]], timeout_s: float, memory_mb: int
+    ) -> dict[str, Any]:
+        """Wait for the reply under one timer, which fails it at the deadline or when resident
+        memory is over the limit (a second line behind RLIMIT_AS), checked every WATCH_S."""
+        deadline = self._loop.time() + timeout_s
+        self._watchdog = self._loop.call_at(
+            min(self._loop.time() + WATCH_S, deadline), self._watch, reply, deadline, memory_mb
+        )
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                done, _ = await asyncio.wait({receive}, timeout=min(WATCH_S, remaining))
-                if done:
-                    return receive.result()
-                if self.resident_mb() > memory_mb:
-                    raise MemoryLimit(f"the function exceeded its memory limit of {memory_mb} MB")
+            return await reply
         finally:
-            if not receive.done():
-                receive.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await receive
+            self._watchdog.cancel()
+
+    def _watch(
+        self, reply: asyncio.Future[dict[str, Any]], deadline: float, memory_mb: int
+    ) -> None:
+        if reply.done():
+            return
+        now = self._loop.time()
+        if now >= deadline:
+            reply.set_exception(TimeoutError())
+        elif self.resident_mb() > memory_mb:
+            limit = f"the function exceeded its memory limit of {memory_mb} MB"
+            reply.set_exception(MemoryLimit(limit))
+        else:
+            self._watchdog = self._loop.call_at(
+                min(now + WATCH_S, deadline), self._watch, reply, deadline, memory_mb
+            )
 
     def resident_mb(self) -> float:
         try:
@@ -137,53 +237,50 @@ class Worker:
             return 0.0
 
     async def _lost(self) -> ErrorInfo:
-        self.alive = False
-        code = await self.process.wait()
+        """The process closed its pipe mid-call: it died, or is about to (or is killed)."""
+        self._alive = False
+        try:
+            code = await asyncio.wait_for(self._exit_code(), KILL_GRACE_S)
+        except TimeoutError:
+            await self.kill()
+            code = await self._exit_code()
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         return ErrorInfo("worker_lost", f"the execution environment died ({how})")
 
-    async def _send(self, document: Any) -> None:
-        stdin = self.process.stdin
-        if stdin is None:
-            raise ConnectionError("no pipe to the environment")
-        body = orjson.dumps(document)
-        stdin.write(HEADER.pack(len(body)) + body)
-        await stdin.drain()
-
-    async def _receive(self) -> dict[str, Any]:
-        stdout = self.process.stdout
-        if stdout is None:
-            raise ConnectionError("no pipe from the environment")
-        header = await stdout.readexactly(HEADER.size)
-        reply: dict[str, Any] = orjson.loads(await stdout.readexactly(HEADER.unpack(header)[0]))
-        return reply
+    async def _exit_code(self) -> int:
+        await asyncio.shield(self._pipes.exited)
+        self._transport.close()
+        code = self._transport.get_returncode()
+        return 0 if code is None else code
 
     async def stop(self) -> None:
         """Ask politely (close its input), then kill: used when scaling down."""
-        self.alive = False
-        if self.process.stdin is not None:
-            self.process.stdin.close()
+        self._alive = False
+        self._stdin.close()
         try:
-            await asyncio.wait_for(self.process.wait(), 1.0)
+            await asyncio.wait_for(self._exit_code(), STOP_GRACE_S)
         except TimeoutError:
             await self.kill()
 
     async def kill(self) -> None:
-        self.alive = False
-        if self.process.returncode is not None:
+        """TERM the environment's process group (what its handler started too), KILL if it
+        lingers."""
+        self._alive = False
+        if self._pipes.exited.done():
+            self._transport.close()
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(self.process.wait(), KILL_GRACE_S)
+            await asyncio.wait_for(self._exit_code(), KILL_GRACE_S)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
-            await self.process.wait()
+            await self._exit_code()
 
 
-class MemoryLimit(Exception):
-    pass
+def _whole_frame(data: bytes) -> bool:
+    return len(data) >= HEADER.size and HEADER.unpack_from(data)[0] == len(data) - HEADER.size
 
 
 def _since(started: float) -> float:

@@ -16,6 +16,7 @@ import struct
 import sys
 import time
 import traceback
+from functools import partial
 from typing import Any
 
 import orjson
@@ -26,29 +27,42 @@ from router.loader import HandlerError, is_async, load
 
 HEADER = struct.Struct(">I")
 MB = 1024 * 1024
+READ_SIZE = 64 * 1024  # a pipe's capacity
+STATUS_SIZE = 16 * 1024  # /proc/self/status is under 2 kB
 
 
-def read_frame(fd: int) -> Any:
-    header = _read_exactly(fd, HEADER.size)
-    if header is None:
-        return None
-    body = _read_exactly(fd, HEADER.unpack(header)[0])
-    return None if body is None else orjson.loads(body)
+class Frames:
+    """Frames read from a pipe: one read usually brings a whole request, header and body."""
 
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = os.read(fd, size - len(chunks))
-        if not chunk:
+    def read(self) -> Any:
+        """The next document; None at the end of the input."""
+        if not self._fill(HEADER.size):
             return None
-        chunks += chunk
-    return bytes(chunks)
+        end = HEADER.size + HEADER.unpack_from(self._buffer)[0]
+        if not self._fill(end):
+            return None
+        document = orjson.loads(bytes(self._buffer[HEADER.size : end]))
+        del self._buffer[:end]
+        return document
+
+    def _fill(self, size: int) -> bool:
+        while len(self._buffer) < size:
+            chunk = os.read(self._fd, max(READ_SIZE, size - len(self._buffer)))
+            if not chunk:
+                return False
+            self._buffer += chunk
+        return True
 
 
 def write_frame(fd: int, document: Any) -> None:
     body = orjson.dumps(document)
-    os.write(fd, HEADER.pack(len(body)) + body)
+    frame = memoryview(HEADER.pack(len(body)) + body)
+    while frame:  # one write unless the frame is over a pipe's capacity (or a signal came)
+        frame = frame[os.write(fd, frame) :]
 
 
 def error(kind: str, message: str, trace: list[str] | None = None) -> dict[str, Any]:
@@ -61,14 +75,34 @@ def exception_error(exc: BaseException) -> dict[str, Any]:
     return {**described, **steering(exc)}
 
 
-def max_rss_mb() -> float:
-    """Peak resident size of this process. VmHWM, not ru_maxrss: the latter keeps the peak of
-    the router that forked us, across exec."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+class PeakMemory:
+    """Peak resident size of this process, in MB, as REPORT's Max Memory Used.
+
+    VmHWM, not ru_maxrss: the latter keeps the peak of the router that forked us, across exec.
+    Reading /proc/self/status costs tens of microseconds (the kernel formats every line), so it
+    is read again only after page faults: resident memory grows only by faulting pages in, and
+    the fault counters cost one getrusage.
+    """
+
+    def __init__(self) -> None:
+        self._status = os.open("/proc/self/status", os.O_RDONLY)
+        self._faults = -1
+        self._peak_mb = 0.0
+
+    def read(self) -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        faults = usage.ru_minflt + usage.ru_majflt
+        if faults != self._faults:
+            self._faults = faults
+            self._peak_mb = self._vm_hwm_mb()
+        return self._peak_mb
+
+    def _vm_hwm_mb(self) -> float:
+        status = os.pread(self._status, STATUS_SIZE, 0)
+        start = status.find(b"VmHWM:")
+        if start < 0:
+            return 0.0
+        return int(status[start + 6 : status.index(b"kB", start)]) / 1024
 
 
 def limit_memory(memory_mb: int) -> None:
@@ -95,25 +129,33 @@ class Runner:
 
         self._handler = handler
         self._init = init
-        self._context_type = LambdaContext
         self._loop = _event_loop() if is_async(handler) else None
+        self._peak = PeakMemory()
+        # What every call's context shares (its log stream too, one per environment as on
+        # Lambda), made once; a call adds its request id and deadline.
+        template = LambdaContext.create(
+            init["function"], init["version"], init["memory_mb"], "", init["timeout_s"]
+        )
+        self._new_context = partial(
+            LambdaContext,
+            function_name=template.function_name,
+            function_version=template.function_version,
+            memory_limit_in_mb=template.memory_limit_in_mb,
+            log_group_name=template.log_group_name,
+            log_stream_name=template.log_stream_name,
+            logger=template.logger,
+        )
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        init = self._init
-        context = self._context_type.create(
-            init["function"],
-            init["version"],
-            init["memory_mb"],
-            request["request_id"],
-            init["timeout_s"],
+        context = self._new_context(
+            aws_request_id=request["request_id"], deadline_ms=request["deadline_ms"]
         )
-        context.deadline_ms = request["deadline_ms"]
         started = time.perf_counter()
         with capturing() as output:
             reply = self._outcome(request["event"], context)
-        reply["logs"] = text(output)
+        reply["logs"] = text(output) if output else ""
         reply["duration_ms"] = (time.perf_counter() - started) * 1000
-        reply["max_memory_mb"] = max_rss_mb()
+        reply["max_memory_mb"] = self._peak.read()
         return reply
 
     def _outcome(self, event: Any, context: Any) -> dict[str, Any]:
@@ -145,7 +187,8 @@ def main() -> int:
     import logging
 
     logging.getLogger().setLevel(logging.INFO)  # context.logger.info() is seen, as on Lambda
-    init = read_frame(requests)
+    frames = Frames(requests)
+    init = frames.read()
     if init is None:
         return 0
     started = time.perf_counter()
@@ -159,7 +202,7 @@ def main() -> int:
     init_ms = (time.perf_counter() - started) * 1000
     limit_memory(init["memory_mb"])
     write_frame(replies, {"ready": True, "init_ms": init_ms, "pid": os.getpid()})
-    while (request := read_frame(requests)) is not None:
+    while (request := frames.read()) is not None:
         reply = runner.run(request)
         write_frame(replies, reply)
         if reply.get("fatal"):
