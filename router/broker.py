@@ -8,6 +8,7 @@ messages silently). An amqp trigger is one more binding from the user's exchange
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Mapping
@@ -17,11 +18,12 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
+    AbstractRobustChannel,
     AbstractRobustConnection,
     HeadersType,
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, ChannelNotFoundEntity
+from aiormq import spec
 
 from router.metrics import Metrics
 from router.names import Names
@@ -32,6 +34,13 @@ log = logging.getLogger("router.broker")
 # Bounded redeliveries of a message whose consumer died mid-run (a crash loop would otherwise
 # spin forever); past it RabbitMQ dead-letters the message to the function's DLQ.
 DELIVERY_LIMIT = 20
+
+# Publisher channels used in turn. aiormq holds a channel's lock from one publish until its frame
+# is written, so on a single channel concurrent publishes queue up behind each other and each
+# waits for its own turn of the writer; with a few channels the writer sends several per turn.
+# Measured at 32 in flight: 4 channels cost less CPU per publish than 1; 8 were no better.
+PUBLISHERS = 4
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,10 @@ class Broker:
         self._names = names
         self._publish_timeout_s = publish_timeout_s
         self._connection: AbstractRobustConnection | None = None
-        self._publisher: AbstractChannel | None = None
-        self._work: AbstractExchange | None = None
-        self._dlx: AbstractExchange | None = None
+        self._publishers: list[AbstractRobustChannel] = []
+        self._turn = itertools.count()
         self._inspector: AbstractChannel | None = None
-        self._delays: dict[int, AbstractExchange] = {}
+        self._delays: set[int] = set()
 
     @property
     def connected(self) -> bool:
@@ -70,14 +78,17 @@ class Broker:
     async def connect(self) -> None:
         """Connect once; raises when the broker cannot be reached (the caller retries)."""
         connection = await aio_pika.connect_robust(self._url, timeout=5)
-        publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._work = await publisher.declare_exchange(
-            self._names.work_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        self._dlx = await publisher.declare_exchange(
-            self._names.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        self._connection, self._publisher = connection, publisher
+        # Confirms, and returns raised: unroutable must be an error, not a silent "confirmed".
+        publishers = [
+            await connection.channel(publisher_confirms=True, on_return_raises=True)
+            for _ in range(PUBLISHERS)
+        ]
+        # Declared through a robust channel so a reconnect declares them again.
+        for exchange in (self._names.work_exchange, self._names.dead_letter_exchange):
+            await publishers[0].declare_exchange(
+                exchange, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+        self._connection, self._publishers = connection, publishers
         connection.reconnect_callbacks.add(self._reconnected)
         log.info("connected to RabbitMQ")
 
@@ -144,20 +155,20 @@ class Broker:
             queue = await channel.get_queue(self._names.queue(trigger.function), ensure=False)
             await queue.unbind(trigger.exchange, routing_key=trigger.routing_key)
 
-    async def _delay_exchange(self, tier_ms: int) -> AbstractExchange:
+    async def _delay_exchange(self, tier_ms: int) -> str:
         """The tier's fanout exchange and TTL queue, declared on first use. The message keeps
         its routing key (the function), so expiry dead-letters it into the function's queue."""
-        exchange = self._delays.get(tier_ms)
-        if exchange is not None:
-            return exchange
-        if self._publisher is None:
-            raise BrokerError("RabbitMQ is not connected")
         name = self._names.delay(tier_ms)
+        if tier_ms in self._delays:
+            return name
+        if not self._publishers:
+            raise BrokerError("RabbitMQ is not connected")
+        channel = self._publishers[0]
         try:
-            exchange = await self._publisher.declare_exchange(
+            exchange = await channel.declare_exchange(
                 name, aio_pika.ExchangeType.FANOUT, durable=True
             )
-            queue = await self._publisher.declare_queue(
+            queue = await channel.declare_queue(
                 name,
                 durable=True,
                 arguments={
@@ -168,8 +179,8 @@ class Broker:
             await queue.bind(exchange)
         except CONNECTION_EXCEPTIONS as exc:
             raise BrokerError(f"cannot declare delay tier {tier_ms} ms: {exc!r}") from exc
-        self._delays[tier_ms] = exchange
-        return exchange
+        self._delays.add(tier_ms)
+        return name
 
     async def publish(
         self,
@@ -187,28 +198,38 @@ class Broker:
         """
         if not self.connected:
             raise BrokerError("RabbitMQ is not connected")
-        exchange = self._dlx if dead_letter else self._work
         if delay_ms:
             exchange = await self._delay_exchange(delay_ms)
-        if exchange is None:
-            raise BrokerError("RabbitMQ is not connected")
-        message = aio_pika.Message(
-            body,
-            headers=_headers(headers),
-            message_id=message_id,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
+        elif dead_letter:
+            exchange = self._names.dead_letter_exchange
+        else:
+            exchange = self._names.work_exchange
         started = time.perf_counter()
         try:
-            await exchange.publish(
-                message, routing_key=function, mandatory=True, timeout=self._publish_timeout_s
+            # Straight to aiormq: aio-pika's Message and Exchange add nothing here but CPU
+            # (the frames and the confirm wait are aiormq's either way).
+            channel = await self._publisher().get_underlay_channel()
+            await channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=function,
+                properties=_properties(headers, message_id),
+                mandatory=True,
+                timeout=self._publish_timeout_s,
             )
-            self._metrics.confirm_latency.observe(time.perf_counter() - started)
         except (TimeoutError, asyncio.CancelledError, *CONNECTION_EXCEPTIONS) as exc:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise
             raise BrokerError(f"RabbitMQ did not confirm the message: {exc!r}") from exc
+        self._metrics.confirm_latency.observe(time.perf_counter() - started)
+
+    def _publisher(self) -> AbstractChannel:
+        """The next open publisher channel (one closed by a channel error is reopening)."""
+        for _ in range(len(self._publishers)):
+            channel = self._publishers[next(self._turn) % len(self._publishers)]
+            if not channel.is_closed:
+                return channel
+        raise BrokerError("RabbitMQ is not connected")
 
     async def queue_state(self, function: str, *, dead_letters: bool = False) -> QueueState:
         """Ready messages (passive declare counts no unacked ones) and consumers.
@@ -227,6 +248,15 @@ class Broker:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+
+def _properties(headers: Mapping[str, Any], message_id: str) -> spec.Basic.Properties:
+    return spec.Basic.Properties(
+        content_type="application/json",
+        delivery_mode=PERSISTENT,
+        headers=_headers(headers),
+        message_id=message_id,
+    )
 
 
 def _headers(headers: Mapping[str, Any]) -> HeadersType:

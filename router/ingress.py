@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -35,39 +34,38 @@ class Ingress:
     ) -> str:
         """Queue the event for the function; returns the invocation id once RabbitMQ confirmed.
 
-        The `queued` record and the publish run side by side; the record is written only if the
-        consumer has not already moved it on, and removed again if the publish fails.
+        The `queued` record is written after the confirm, so a refused event leaves nothing to
+        undo; it is still in place before the caller hears the id. It is written only if the
+        consumer has not already moved it on.
         """
         invocation_id = invocation_id or events.new_id()
         envelope = Envelope(invocation_id, event_id or invocation_id, trigger, time.time())
-        record = Invocation(
-            id=invocation_id,
-            function=function,
-            status="queued",
-            trigger=trigger,
-            event_id=envelope.event_id,
-            function_version=version,
-            created_at=envelope.accepted_at,
-        )
-        published, recorded = await asyncio.gather(
-            self._broker.publish(
+        try:
+            await self._broker.publish(
                 function, orjson.dumps(event), envelope.headers(), envelope.event_id
-            ),
-            self._store.queued(record),
-            return_exceptions=True,
-        )
-        if isinstance(published, BaseException):
-            await self._forget(invocation_id)
-            if isinstance(published, BrokerError):
-                raise published
-            raise BrokerError(f"publish failed: {published!r}") from published
-        if isinstance(recorded, BaseException):
-            log.warning("event %s queued but not recorded: %s", invocation_id, recorded)
-        self._metrics.async_received.labels(function).inc()
+            )
+        except BrokerError:
+            raise
+        except Exception as exc:  # anything unforeseen is still "not queued", never a 500
+            raise BrokerError(f"publish failed: {exc!r}") from exc
+        await self._record(_queued(function, version, envelope))
+        self._metrics.child(self._metrics.async_received, function).inc()
         return invocation_id
 
-    async def _forget(self, invocation_id: str) -> None:
+    async def _record(self, record: Invocation) -> None:
         try:
-            await self._store.forget(invocation_id)
-        except Exception as exc:  # the record is a convenience; the answer is already an error
-            log.warning("could not remove record %s: %s", invocation_id, exc)
+            await self._store.queued(record)
+        except Exception as exc:  # the record is a convenience; the event is already queued
+            log.warning("event %s queued but not recorded: %s", record.id, exc)
+
+
+def _queued(function: str, version: int, envelope: Envelope) -> Invocation:
+    return Invocation(
+        id=envelope.invocation_id,
+        function=function,
+        status="queued",
+        trigger=envelope.trigger,
+        event_id=envelope.event_id,
+        function_version=version,
+        created_at=envelope.accepted_at,
+    )
