@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -11,10 +10,8 @@ import orjson
 from router import events
 from router.broker import Broker, BrokerError
 from router.envelope import Envelope
-from router.invocations import Invocation, InvocationStore
+from router.invocations import InvocationStore, Record
 from router.metrics import Metrics
-
-log = logging.getLogger("router.ingress")
 
 
 class Ingress:
@@ -48,24 +45,18 @@ class Ingress:
             raise
         except Exception as exc:  # anything unforeseen is still "not queued", never a 500
             raise BrokerError(f"publish failed: {exc!r}") from exc
-        await self._record(_queued(function, version, envelope))
+        self._store.queued(_queued(function, version, envelope))
         self._metrics.child(self._metrics.async_received, function).inc()
         return invocation_id
 
-    async def _record(self, record: Invocation) -> None:
-        try:
-            await self._store.queued(record)
-        except Exception as exc:  # the record is a convenience; the event is already queued
-            log.warning("event %s queued but not recorded: %s", record.id, exc)
 
-
-def _queued(function: str, version: int, envelope: Envelope) -> Invocation:
-    return Invocation(
-        id=envelope.invocation_id,
-        function=function,
-        status="queued",
-        trigger=envelope.trigger,
-        event_id=envelope.event_id,
-        function_version=version,
-        created_at=envelope.accepted_at,
-    )
+def _queued(function: str, version: int, envelope: Envelope) -> Record:
+    return {
+        "id": envelope.invocation_id,
+        "function": function,
+        "status": "queued",
+        "trigger": envelope.trigger,
+        "event_id": envelope.event_id,
+        "function_version": version,
+        "created_at": envelope.accepted_at,
+    }

@@ -66,11 +66,11 @@ class InvocationStore:
         self._queued: dict[str, Record] = {}
         self._store_records = redis.register_script(STORE_RECORDS)
 
-    async def queued(self, record: Invocation) -> None:
+    def queued(self, record: Record) -> None:
         """Buffer a `queued` record, written with NX: the consumer (maybe of another replica) may
         already have written `running`, and a record never moves backwards."""
-        if record.id not in self._pending:
-            self._queued[record.id] = record.model_dump()
+        if record["id"] not in self._pending:
+            self._queued[record["id"]] = record
 
     def save(self, record: Record) -> None:
         """Buffer the record's current state. The store keeps the dict itself: change it only to
@@ -115,10 +115,6 @@ class InvocationStore:
             return Invocation.model_validate(pending)
         raw = await self._redis.get(self._key(invocation_id))
         return None if raw is None else Invocation.model_validate_json(raw)
-
-    async def forget(self, invocation_id: str) -> None:
-        self._queued.pop(invocation_id, None)
-        await self._redis.delete(self._key(invocation_id))
 
     def _key(self, invocation_id: str) -> str:
         return self._names.invocation(invocation_id)

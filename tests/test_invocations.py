@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio
 
-from router.invocations import CHUNK, Invocation, InvocationStore
+from router.invocations import CHUNK, InvocationStore
 from router.names import Names
 from tests.conftest import REDIS_URL
 
@@ -31,8 +31,8 @@ def run(scenario: Callable[[InvocationStore, redis.asyncio.Redis], Awaitable[Non
     asyncio.run(main())
 
 
-def queued(invocation_id: str) -> Invocation:
-    return Invocation(id=invocation_id, function="f", status="queued", created_at=1.0)
+def queued(invocation_id: str) -> dict[str, object]:
+    return {"id": invocation_id, "function": "f", "status": "queued", "created_at": 1.0}
 
 
 def running(invocation_id: str) -> dict[str, object]:
@@ -43,8 +43,8 @@ def test_queued_never_overwrites_a_later_state() -> None:
     async def scenario(store: InvocationStore, client: redis.asyncio.Redis) -> None:
         store.save(running("a"))  # another replica's consumer got there first
         await store.flush()
-        await store.queued(queued("a"))
-        await store.queued(queued("b"))
+        store.queued(queued("a"))
+        store.queued(queued("b"))
         await store.flush()
         a, b = await store.get("a"), await store.get("b")
         assert a is not None
@@ -58,7 +58,7 @@ def test_queued_never_overwrites_a_later_state() -> None:
 
 def test_latest_state_wins_and_is_readable_before_the_flush() -> None:
     async def scenario(store: InvocationStore, client: redis.asyncio.Redis) -> None:
-        await store.queued(queued("c"))
+        store.queued(queued("c"))
         record = running("c")
         store.save(record)
         record["status"] = "succeeded"
@@ -78,7 +78,7 @@ def test_more_records_than_one_script_call_takes() -> None:
     async def scenario(store: InvocationStore, client: redis.asyncio.Redis) -> None:
         count = CHUNK * 2 + 7
         for i in range(count):
-            await store.queued(queued(f"q{i}"))
+            store.queued(queued(f"q{i}"))
             store.save(running(f"r{i}"))
         await store.flush()
         for name in (f"q{count - 1}", f"r{count - 1}", "q0", "r0"):
