@@ -14,13 +14,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from router import events, filters, signatures
 from router.broker import BrokerError
 from router.executors import Outcome
 from router.pool import Throttled
 from router.registry import Snapshot
-from router.responses import BodyTooLarge, json_error, read_limited, unavailable
+from router.responses import BodyTooLarge, json_error, read_limited, received_body, unavailable
 from router.services import Services, services
 from router.specs import WebhookTrigger
 
@@ -53,10 +54,10 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
     if isinstance(body, web.Response):
         return body
     headers = events.joined_headers(request.headers.items())
-    refused = await _guard(svc, name, trigger, headers, body)
+    refused = await _guard(svc, name, trigger, headers, body) if _guarded(trigger) else None
     if isinstance(refused, web.Response):
         return refused
-    response = await _dispatch(request, svc, snapshot, name, trigger, body)
+    response = await _dispatch(request, svc, snapshot, name, trigger, headers, body)
     if refused is not None and response.status >= 300:
         await svc.replays.release(name, refused)  # not accepted: the sender's retry may run
     return response
@@ -65,14 +66,23 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
 async def _body(
     request: web.Request, svc: Services, trigger: WebhookTrigger
 ) -> bytes | web.Response:
+    """The body, or the response refusing it. A small body has usually arrived with its
+    request: taken at once, it costs no timer armed and disarmed for the timeout."""
     try:
-        return await asyncio.wait_for(
-            read_limited(request, trigger.max_body_bytes), svc.settings.body_timeout_s
-        )
+        body = received_body(request, trigger.max_body_bytes)
+        if body is not None:
+            return body
+        async with asyncio.timeout(svc.settings.body_timeout_s):
+            return await read_limited(request, trigger.max_body_bytes)
     except BodyTooLarge:
         return json_error(413, f"body is larger than {trigger.max_body_bytes} bytes")
     except TimeoutError:
         return json_error(408, f"body not received within {svc.settings.body_timeout_s:.0f} s")
+
+
+def _guarded(trigger: WebhookTrigger) -> bool:
+    """Whether `_guard` has anything to check (an unsigned, unlimited trigger does not)."""
+    return trigger.verify.scheme != "none" or trigger.rate_limit is not None
 
 
 async def _guard(
@@ -112,10 +122,12 @@ async def _dispatch(
     snapshot: Snapshot,
     name: str,
     trigger: WebhookTrigger,
+    headers: dict[str, str],
     body: bytes,
 ) -> web.StreamResponse:
     request_id = events.new_id()
-    event = events.webhook_event(_http_request(request, body), request_id, events.utcnow())
+    http = _http_request(request, body)
+    event = events.webhook_event(http, request_id, events.utcnow(), joined=headers)
     if trigger.filter is not None and not filters.matches(trigger.filter, filter_view(event)):
         svc.metrics.filtered.labels(trigger.function, name).inc()
         return web.json_response({"filtered": True}, status=202 if trigger.mode == "async" else 200)
@@ -188,11 +200,9 @@ def function_url_answer(outcome: Outcome, request_id: str) -> web.Response:
         mapped = events.checked_response(outcome.result)
     except events.ResponseError as exc:
         return json_error(502, str(exc), request_id=request_id, headers=headers)
-    response = web.Response(status=mapped.status, body=mapped.body)
-    for header, value in mapped.headers:
-        response.headers.add(header, value)
-    response.headers["X-Request-Id"] = request_id
-    return response
+    answer = CIMultiDict(mapped.headers)
+    answer["X-Request-Id"] = request_id  # ours, whatever the function said
+    return web.Response(status=mapped.status, body=mapped.body, headers=answer)
 
 
 def filter_view(event: dict[str, Any]) -> dict[str, Any]:
