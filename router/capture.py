@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
 MAX_CHARS = 64 * 1024  # per invocation; the rest is cut, with a note
@@ -54,6 +54,17 @@ def install() -> None:
     # Lambda's line format: level, time, request id, message.
     handler.setFormatter(logging.Formatter("[%(levelname)s]\t%(asctime)s\t%(message)s"))
     logging.getLogger().addHandler(handler)
+
+
+def begin() -> tuple[list[str], Token[list[str] | None]]:
+    """Start capturing in the current context: the buffer, and the token that `end` takes.
+    (The hot path's form of `capturing()`, without a generator-based context manager.)"""
+    buffer: list[str] = []
+    return buffer, _buffer.set(buffer)
+
+
+def end(token: Token[list[str] | None]) -> None:
+    _buffer.reset(token)
 
 
 @contextmanager

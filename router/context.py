@@ -27,15 +27,17 @@ class LambdaContext:
     def create(
         cls, function: str, version: int, memory_mb: int, request_id: str, timeout_s: float
     ) -> LambdaContext:
+        now = time.time()
+        group, stream, logger = _names(function, version, int(now // 86400))
         return cls(
             function_name=function,
             function_version=str(version),
             memory_limit_in_mb=memory_mb,
             aws_request_id=request_id,
-            deadline_ms=int(time.time() * 1000 + timeout_s * 1000),
-            log_group_name=f"/aws/lambda/{function}",
-            log_stream_name=f"{time.strftime('%Y/%m/%d')}/[{version}]router",
-            logger=_logger(function),
+            deadline_ms=int(now * 1000 + timeout_s * 1000),
+            log_group_name=group,
+            log_stream_name=stream,
+            logger=logger,
         )
 
     @property
@@ -50,7 +52,10 @@ class LambdaContext:
         return max(0, self.deadline_ms - int(time.time() * 1000))
 
 
-@functools.cache
-def _logger(function: str) -> logging.Logger:
-    # logging.getLogger takes the logging module's lock: once per function, not per call.
-    return logging.getLogger(f"router.function.{function}")
+@functools.lru_cache(maxsize=1024)
+def _names(function: str, version: int, day: int) -> tuple[str, str, logging.Logger]:
+    """Log group, log stream (one per UTC day, as Lambda's) and logger: formatted once a day per
+    function version rather than on every call (logging.getLogger also takes a lock)."""
+    date = time.strftime("%Y/%m/%d", time.gmtime(day * 86400))
+    logger = logging.getLogger(f"router.function.{function}")
+    return f"/aws/lambda/{function}", f"{date}/[{version}]router", logger

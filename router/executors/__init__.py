@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 Status = Literal["succeeded", "failed", "timed_out"]
 
 
-@dataclass(frozen=True)
+# Call and Outcome are built once or twice per invocation: slotted, and not frozen (a frozen
+# dataclass sets each field through object.__setattr__, several times slower). Never mutated.
+@dataclass(slots=True)
 class Call:
     function: str
     spec: FunctionSpec
@@ -50,7 +52,7 @@ class ErrorInfo:
         return {"errorType": self.type, "errorMessage": self.message, "stackTrace": self.trace}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     status: Status
     duration_ms: float

@@ -38,8 +38,11 @@ class LocalExecutor:
         context = LambdaContext.create(
             call.function, spec.version, spec.memory_mb, call.request_id, spec.timeout_s
         )
-        with capture.capturing() as output:
+        output, token = capture.begin()
+        try:
             status, result, error = await self._outcome(handler, call, context)
+        finally:
+            capture.end(token)
         return Outcome(
             status, _elapsed_ms(started), result=result, error=error, logs=capture.text(output)
         )
