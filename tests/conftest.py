@@ -152,12 +152,29 @@ def cleanup(namespace: str) -> None:
         client.delete(*keys)
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     channel = connection.channel()
-    for function in functions:
-        channel.queue_delete(f"{namespace}.fn.{function}")
-        channel.queue_delete(f"{namespace}.fn.{function}.dlq")
-    for exchange in (f"{namespace}.work", f"{namespace}.dlx", f"{namespace}-orders"):
+    queues = {f"{namespace}.fn.{f}{suffix}" for f in functions for suffix in ("", ".dlq")}
+    exchanges = {f"{namespace}.work", f"{namespace}.dlx", f"{namespace}-orders"}
+    # Queues of functions deleted during the run and delay tiers are not in the registry any
+    # more: left behind, quorum queues pile up in RabbitMQ from run to run.
+    queues |= set(listed("list_queues", namespace))
+    exchanges |= set(listed("list_exchanges", namespace))
+    for queue in sorted(queues):
+        channel.queue_delete(queue)
+    for exchange in sorted(exchanges):
         channel.exchange_delete(exchange)
     connection.close()
+
+
+def listed(command: str, namespace: str) -> list[str]:
+    """Names `rabbitmqctl <command>` lists under the namespace; none if it cannot be asked."""
+    try:
+        result = subprocess.run(
+            ["rabbitmqctl", "-q", command, "name"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    names = result.stdout.split() if result.returncode == 0 else []
+    return [name for name in names if name.startswith((f"{namespace}.", f"{namespace}-"))]
 
 
 @pytest.fixture(scope="session")
