@@ -659,7 +659,9 @@ class Child:
 # 4. drain
 
 DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8}  # the function's concurrency.max
-CEILING_PREFETCH = 32  # the bare consumer's window: the router's inline prefetch
+PREFETCH_MULTIPLIER = 2  # the router's default ROUTER_PREFETCH_MULTIPLIER
+# The bare consumer's window: the router's inline prefetch.
+CEILING_PREFETCH = DRAIN_MAX["inline"] * PREFETCH_MULTIPLIER
 CELERY_DELAYED = "celery_delayed"  # Celery's native delayed delivery topology (quorum queues)
 
 

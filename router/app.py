@@ -88,7 +88,7 @@ def build_services(settings: Settings) -> Services:
     invoker = Invoker(LocalExecutor(settings.thread_workers), metrics, idempotency, usage, logs)
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
-    consumers = Consumers(broker, dispatcher, names)
+    consumers = Consumers(broker, dispatcher, names, settings.prefetch_multiplier)
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)
     scaler = Scaler(

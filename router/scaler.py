@@ -95,7 +95,7 @@ class Scaler:
             if stop:
                 await pool.shrink(stop, self._keep_warm_s)
 
-    async def _depth(self, function: str, prefetch: int) -> int | None:
+    async def _depth(self, function: str, concurrency: int) -> int | None:
         """The queue's ready count; also where a queue found without consumers is reported."""
         try:
             state = await self._broker.queue_state(function)
@@ -104,14 +104,14 @@ class Scaler:
             return None
         self._metrics.queue_depth.labels(function).set(state.ready)
         self._metrics.consumers.labels(function).set(state.consumers)
-        await self._check_consumed(function, state.consumers, prefetch)
+        await self._check_consumed(function, state.consumers, concurrency)
         return state.ready
 
-    async def _check_consumed(self, function: str, consumers: int, prefetch: int) -> None:
+    async def _check_consumed(self, function: str, consumers: int, concurrency: int) -> None:
         """Restore our consumer when the queue has had none for a second (not just a blip
         while a new function's consumer is starting)."""
         ticks = self._unconsumed_ticks.get(function, 0) + 1 if consumers == 0 else 0
         self._unconsumed_ticks[function] = ticks
         if ticks * self._interval_s >= 1.0:
             self._unconsumed_ticks[function] = 0
-            await self._unconsumed(function, prefetch)
+            await self._unconsumed(function, concurrency)

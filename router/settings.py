@@ -33,6 +33,7 @@ class Settings:
     max_body_bytes: int = 6 * 1024 * 1024
     body_timeout_s: float = 30.0
     thread_workers: int = 32
+    prefetch_multiplier: int = 2
     scale_interval_s: float = 0.25
     keep_warm_s: float = 60.0
     max_environments: int = 64
@@ -64,6 +65,10 @@ class Settings:
         if not self.namespace or not self.namespace.replace("-", "").replace("_", "").isalnum():
             raise SettingsError(
                 f"ROUTER_NAMESPACE must be letters, digits, '-' or '_', got {self.namespace!r}"
+            )
+        if self.prefetch_multiplier < 1:
+            raise SettingsError(
+                f"ROUTER_PREFETCH_MULTIPLIER must be 1 or more, got {self.prefetch_multiplier}"
             )
         if self.log_format not in ("auto", "json", "plain"):
             raise SettingsError(

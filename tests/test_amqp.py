@@ -4,6 +4,7 @@ with the AMQP event shape; filtered messages are counted, not run."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pika
@@ -120,6 +121,31 @@ def test_cloudevents_attributes_are_exposed(router: Router, amqp: pika.channel.C
     }
     record = router.invocation(router.ledger(function)[0]["request_id"], ("succeeded",))
     assert record["event_id"] == "ce-1"
+
+
+def test_consumer_prefetch_is_twice_concurrency_max(router: Router) -> None:
+    function = unique("prefetch")
+    router.put_function(function, handler="testfns:record", concurrency={"min": 0, "max": 3})
+    queue = f"{router.namespace}.fn.{function}"
+    deadline = time.monotonic() + 20
+    while (prefetch := consumer_prefetch(queue)) is None:
+        assert time.monotonic() < deadline, "no consumer on the function's queue"
+        time.sleep(0.2)
+    assert prefetch == 6  # concurrency.max x ROUTER_PREFETCH_MULTIPLIER (2 by default)
+
+
+def consumer_prefetch(queue: str) -> int | None:
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_consumers", "queue_name", "prefetch_count"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in listed.splitlines():
+        name, _, prefetch = line.partition("\t")
+        if name == queue:
+            return int(prefetch)
+    return None
 
 
 def test_trigger_delete_unbinds(router: Router, amqp: pika.channel.Channel) -> None:

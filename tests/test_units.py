@@ -58,6 +58,7 @@ def test_settings_from_env(
         ({"ROUTER_NAMESPACE": "a b"}, "ROUTER_NAMESPACE"),
         ({"ROUTER_AMQP_URL": "localhost:5672"}, "ROUTER_AMQP_URL must be a amqp:// URL"),
         ({"ROUTER_REDIS_URL": "http://x"}, "ROUTER_REDIS_URL"),
+        ({"ROUTER_PREFETCH_MULTIPLIER": "0"}, "ROUTER_PREFETCH_MULTIPLIER must be 1 or more"),
     ],
 )
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:

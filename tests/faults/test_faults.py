@@ -70,7 +70,7 @@ def test_sigkill_while_draining_loses_nothing(service: Service, ledger: Ledger) 
     runs = ledger.wait_all(set(ids), timeout=120)
     lost, duplicated = ledger.report("sigkill", set(ids))
     assert lost == 0
-    assert duplicated <= 10  # at most what was in flight: prefetch = concurrency.max
+    assert duplicated <= 20  # at most what was held: prefetch = concurrency.max x multiplier 2
     assert set(runs) == set(ids)
 
 
