@@ -25,6 +25,7 @@ from router.executors import ErrorInfo, Outcome
 from router.invocations import InvocationStore, Record
 from router.invoker import Invoker
 from router.metrics import Metrics
+from router.pool import TurnedAway
 from router.registry import Registry, Snapshot
 from router.specs import AmqpTrigger, FunctionSpec
 
@@ -65,6 +66,7 @@ class Dispatcher:
     async def drained(self, timeout_s: float) -> bool:
         """Stop starting messages; wait for those running to settle. False on timeout."""
         self._draining = True
+        self._invoker.turn_away()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
@@ -120,7 +122,10 @@ class Dispatcher:
             )
             self._metrics.child(self._metrics.async_dropped, function, "expired").inc()
             return await self._settle(delivery, spec, expired)
-        outcome = await self._run(delivery, spec)
+        try:
+            outcome = await self._run(delivery, spec)
+        except TurnedAway:
+            return "nack"  # prefetched, never started: back to the queue for other replicas
         return await self._settle(delivery, spec, outcome)
 
     def _delivery(
@@ -162,9 +167,14 @@ class Dispatcher:
         self._store.save(record)
         if isinstance(delivery.event, dict) and "attempt" in delivery.event:
             delivery.event["attempt"] = env.attempt
-        outcome = await self._invoker.invoke(
-            delivery.function, spec, delivery.event, env.invocation_id, event_id=env.event_id
-        )
+        try:
+            outcome = await self._invoker.invoke(
+                delivery.function, spec, delivery.event, env.invocation_id, event_id=env.event_id
+            )
+        except TurnedAway:
+            record["status"] = "queued"  # it never ran here; it goes back to the queue
+            self._store.save(record)
+            raise
         record.update(_finished(outcome))
         self._store.save(record)
         return outcome

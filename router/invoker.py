@@ -137,6 +137,11 @@ class Invoker:
             ),
         )
 
+    def turn_away(self) -> None:
+        """Shutting down: invocations still waiting for a slot raise TurnedAway."""
+        for pool in self.pools.values():
+            pool.turn_away()
+
     def environments(self) -> int:
         """Process environments of every function, running, idle or starting."""
         return sum(pool.total for pool in self.pools.values())

@@ -28,6 +28,10 @@ class Throttled(Exception):
     """The function is running `concurrency.max` invocations already."""
 
 
+class TurnedAway(Exception):
+    """The replica is shutting down: a call still waiting for a slot will not get one."""
+
+
 class Pool:
     def __init__(
         self, function: str, spec: FunctionSpec, metrics: Metrics, spawning: asyncio.Semaphore
@@ -75,6 +79,14 @@ class Pool:
             else:
                 self.release()  # given a slot and cancelled before using it: pass it on
             raise
+
+    def turn_away(self) -> None:
+        """Shutting down: callers waiting for a slot get TurnedAway (their prefetched messages
+        go back to the queue at once instead of running in the grace period)."""
+        waiters, self._waiters = self._waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(TurnedAway(self.function))
 
     @property
     def waiting(self) -> int:

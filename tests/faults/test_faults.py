@@ -207,6 +207,27 @@ def test_sigterm_drains_gracefully(service: Service, ledger: Ledger) -> None:
     assert duplicated == 0
 
 
+def test_sigterm_returns_prefetched_messages_waiting_for_a_slot(
+    service: Service, ledger: Ledger
+) -> None:
+    router = service.start()
+    _function, exchange = amqp_function(service, concurrency=1)  # prefetch 2: 1 runs, 1 waits
+    bodies, ids = events(ledger, 3, "waiting", sleep=3)
+    publish(exchange, "fault.created", bodies, ids)
+    time.sleep(1)  # the first is running, the second is prefetched and waiting for the slot
+    started = time.monotonic()
+    router.process.send_signal(signal.SIGTERM)
+    assert router.process.wait(timeout=30) == 0
+    # The running one finishes (about 2 s left); the waiting one is not run in the grace period.
+    assert time.monotonic() - started < 3 + 2
+    assert sum(ledger.executed().values()) == 1
+    service.start()
+    ledger.wait_all(set(ids), timeout=60)
+    lost, duplicated = ledger.report("sigterm-waiting", set(ids))
+    assert lost == 0
+    assert duplicated == 0
+
+
 def test_replay_after_fixing_the_function(service: Service, ledger: Ledger) -> None:
     router = service.start()
     function = unique("fn")
