@@ -25,8 +25,16 @@ class LambdaContext:
 
     @classmethod
     def create(
-        cls, function: str, version: int, memory_mb: int, request_id: str, timeout_s: float
+        cls,
+        function: str,
+        version: int,
+        memory_mb: int,
+        request_id: str,
+        timeout_s: float,
+        deadline_ms: int | None = None,
     ) -> LambdaContext:
+        """The context of one call; `deadline_ms` when the caller fixed it already (an
+        execution environment is told its caller's deadline)."""
         now = time.time()
         group, stream, logger = _names(function, version, int(now // 86400))
         return cls(
@@ -34,7 +42,7 @@ class LambdaContext:
             function_version=str(version),
             memory_limit_in_mb=memory_mb,
             aws_request_id=request_id,
-            deadline_ms=int(now * 1000 + timeout_s * 1000),
+            deadline_ms=deadline_ms or int(now * 1000 + timeout_s * 1000),
             log_group_name=group,
             log_stream_name=stream,
             logger=logger,

@@ -16,7 +16,6 @@ import contextlib
 import os
 import resource
 import signal
-import struct
 import sys
 import time
 from collections.abc import Mapping
@@ -25,8 +24,8 @@ from typing import Any, cast
 import orjson
 
 from router.executors import Call, ErrorInfo, Outcome
+from router.executors.worker import HEADER, pack
 
-HEADER = struct.Struct(">I")
 PAGE = resource.getpagesize()
 WATCH_S = 0.05
 KILL_GRACE_S = 0.2
@@ -195,8 +194,7 @@ class Worker:
         """Send one frame; the future of its reply."""
         reply = self._pipes.expect()
         if not reply.done():
-            body = orjson.dumps(document)
-            self._stdin.write(HEADER.pack(len(body)) + body)
+            self._stdin.write(pack(document))
         return reply
 
     async def _watched(

@@ -16,7 +16,6 @@ import struct
 import sys
 import time
 import traceback
-from functools import partial
 from typing import Any
 
 import orjson
@@ -58,9 +57,14 @@ class Frames:
         return True
 
 
-def write_frame(fd: int, document: Any) -> None:
+def pack(document: Any) -> bytes:
+    """One frame: the JSON body after its length (also how the router writes requests)."""
     body = orjson.dumps(document)
-    frame = memoryview(HEADER.pack(len(body)) + body)
+    return HEADER.pack(len(body)) + body
+
+
+def write_frame(fd: int, document: Any) -> None:
+    frame = memoryview(pack(document))
     while frame:  # one write unless the frame is over a pipe's capacity (or a signal came)
         frame = frame[os.write(fd, frame) :]
 
@@ -131,24 +135,17 @@ class Runner:
         self._init = init
         self._loop = _event_loop() if is_async(handler) else None
         self._peak = PeakMemory()
-        # What every call's context shares (its log stream too, one per environment as on
-        # Lambda), made once; a call adds its request id and deadline.
-        template = LambdaContext.create(
-            init["function"], init["version"], init["memory_mb"], "", init["timeout_s"]
-        )
-        self._new_context = partial(
-            LambdaContext,
-            function_name=template.function_name,
-            function_version=template.function_version,
-            memory_limit_in_mb=template.memory_limit_in_mb,
-            log_group_name=template.log_group_name,
-            log_stream_name=template.log_stream_name,
-            logger=template.logger,
-        )
+        self._context_type = LambdaContext
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        context = self._new_context(
-            aws_request_id=request["request_id"], deadline_ms=request["deadline_ms"]
+        init = self._init
+        context = self._context_type.create(
+            init["function"],
+            init["version"],
+            init["memory_mb"],
+            request["request_id"],
+            init["timeout_s"],
+            deadline_ms=request["deadline_ms"],
         )
         started = time.perf_counter()
         with capturing() as output:
