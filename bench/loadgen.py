@@ -131,8 +131,7 @@ async def publish_load(
 ) -> dict[str, Any]:
     import aio_pika
 
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
+    async with await aio_pika.connect(AMQP_URL) as connection:
         channel = await connection.channel(publisher_confirms=True)
         await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
         exchange = channel.default_exchange
@@ -161,8 +160,6 @@ async def publish_load(
         started = time.perf_counter()
         await asyncio.gather(*(worker(started + duration_s) for _ in range(inflight)))
         seconds = time.perf_counter() - started
-    finally:
-        await connection.close()
     return {
         "requests": len(latencies),
         "seconds": seconds,

@@ -252,8 +252,7 @@ class Router:
             await client.aclose()
 
     async def _clean_rabbitmq(self) -> None:
-        connection = await aio_pika.connect(AMQP_URL)
-        try:
+        async with await aio_pika.connect(AMQP_URL) as connection:
             queues = {
                 *self.queues,
                 *(f"{self.namespace}.fn.{f}" for f in self.functions),
@@ -273,8 +272,6 @@ class Router:
             for exchange in sorted(exchanges):
                 async with connection.channel() as channel:
                     await channel.exchange_delete(exchange)
-        finally:
-            await connection.close()
 
     # The admin API
 
@@ -667,8 +664,7 @@ CELERY_DELAYED = "celery_delayed"  # Celery's native delayed delivery topology (
 
 async def publish(exchange_name: str, routing_key: str, key: str, count: int) -> float:
     """Publish `count` persistent messages with publisher confirms; returns seconds taken."""
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
+    async with await aio_pika.connect(AMQP_URL) as connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = (
             channel.default_exchange
@@ -692,18 +688,13 @@ async def publish(exchange_name: str, routing_key: str, key: str, count: int) ->
                 )
             )
         return time.perf_counter() - started
-    finally:
-        await connection.close()
 
 
 async def queue_depth(queue: str) -> int:
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
+    async with await aio_pika.connect(AMQP_URL) as connection:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
-    finally:
-        await connection.close()
 
 
 async def wait_depth(queue: str, count: int, timeout_s: float = 20.0) -> None:
@@ -745,29 +736,23 @@ async def watch_counter(
 
 
 async def delete_topology(queues: Sequence[str], exchanges: Sequence[str] = ()) -> None:
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
+    async with await aio_pika.connect(AMQP_URL) as connection:
         for queue in queues:
             async with connection.channel() as channel:
                 await channel.queue_delete(queue)
         for exchange in exchanges:
             async with connection.channel() as channel:
                 await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
 
 
 async def exchange_exists(name: str) -> bool:
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
+    async with await aio_pika.connect(AMQP_URL) as connection:
         channel = await connection.channel()
         try:
             await channel.declare_exchange(name, passive=True)
         except aio_pika.exceptions.ChannelClosed:
             return False
         return True
-    finally:
-        await connection.close()
 
 
 async def bare_consumer(namespace: str, count: int) -> tuple[float, float]:
