@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ PROPERTY_FLAGS = 0x8000 | 0x2000 | 0x1000 | 0x0080
 CONTENT_TYPE = b"application/json"
 PERSISTENT = 2
 MAX_LONG_LONG = 2**63
+SWEEP_S = 0.1
 
 _FRAME = struct.Struct(">BHI")
 _HEADER = struct.Struct(">HHQH")
@@ -48,6 +50,11 @@ class Publisher:
         self._batches: dict[Channel, Batch] = {}
         self._methods: dict[tuple[int, str, str], bytes] = {}
         self._flushing = False
+        # Sent publishes in order, with their deadlines: a sweep every SWEEP_S fails the ones
+        # past theirs and lets go of the confirmed ones (holding every future for the whole
+        # timeout kept thousands alive and cost long gen-2 garbage collections).
+        self._unconfirmed: deque[tuple[float, asyncio.Future[object]]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
 
     def publish(
         self,
@@ -60,8 +67,9 @@ class Publisher:
     ) -> asyncio.Future[object]:
         """Queue a persistent, mandatory JSON message; the future resolves on RabbitMQ's ack.
 
-        Raises ConnectionError on a closed channel. The future fails with aiormq's PublishError (returned: unroutable), DeliveryError (nacked), the
-        channel's close reason, or TimeoutError after the timeout.
+        Raises ConnectionError on a closed channel. The future fails with aiormq's PublishError
+        (returned: unroutable), DeliveryError (nacked), the channel's close reason, or
+        TimeoutError after the timeout.
         """
         if channel.is_closed:
             raise ConnectionError(f"{channel!r} is closed")
@@ -93,18 +101,32 @@ class Publisher:
     def _flush(self) -> None:
         self._flushing = False
         batches, self._batches = self._batches, {}
-        sent: list[asyncio.Future[object]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        unconfirmed = self._unconfirmed
         for channel, batch in batches.items():
             if self._send(channel, batch):
-                sent.extend(future for _, _, future in batch)
+                unconfirmed.extend((deadline, future) for _, _, future in batch)
             else:
                 self._batches.setdefault(channel, [])[:0] = batch
         if self._batches and not self._flushing:
             # The connection's write queue was full: its writer empties it within a turn.
             self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        if sent:
-            asyncio.get_running_loop().call_later(self._timeout_s, _expire, sent)
+            loop.call_soon(self._flush)
+        if unconfirmed and self._sweep is None:
+            self._sweep = loop.call_later(min(SWEEP_S, self._timeout_s), self._expire)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now, unconfirmed = loop.time(), self._unconfirmed
+        while unconfirmed:
+            deadline, future = unconfirmed[0]
+            if not future.done():
+                if deadline > now:
+                    break
+                future.set_exception(TimeoutError("no publisher confirm in time"))
+            unconfirmed.popleft()
+        self._sweep = loop.call_later(SWEEP_S, self._expire) if unconfirmed else None
 
     @staticmethod
     def _send(channel: Channel, batch: Batch) -> bool:
@@ -139,12 +161,6 @@ def _forgetter(
             del returns[message_id]
 
     return forget
-
-
-def _expire(futures: list[asyncio.Future[object]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(TimeoutError("no publisher confirm in time"))
 
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:

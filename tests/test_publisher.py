@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -134,6 +136,19 @@ def test_concurrent_publishes_are_confirmed_and_arrive_in_order() -> None:
         assert messages[7].delivery_mode == aio_pika.DeliveryMode.PERSISTENT
 
     run(test)
+
+
+def test_a_confirmed_publish_is_let_go_well_before_its_timeout() -> None:
+    async def test(pipeline: Publisher, channel: aiormq.Channel, name: str) -> None:
+        future = pipeline.publish(channel, "", name, b"{}", {}, "once")
+        await future
+        gone = weakref.ref(future)
+        del future
+        await asyncio.sleep(3 * publisher.SWEEP_S)
+        gc.collect()
+        assert gone() is None
+
+    run(test, timeout_s=60)
 
 
 def test_a_body_larger_than_a_frame_arrives_whole() -> None:
