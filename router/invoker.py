@@ -81,8 +81,6 @@ class Invoker:
         except Throttled:
             self._metrics.child(self._metrics.throttles, function).inc()
             raise
-        concurrent = self._metrics.child(self._metrics.concurrent, function)
-        concurrent.inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "START RequestId: %s Function: %s Version: %d",
@@ -98,7 +96,6 @@ class Invoker:
             else:
                 outcome, memory_mb, init_ms = await self._local.run(call), 0.0, None
         finally:
-            concurrent.dec()
             pool.release()
         self._report(function, spec, request_id, outcome, memory_mb, init_ms)
         return outcome

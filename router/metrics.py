@@ -35,12 +35,15 @@ DURATION_BUCKETS = (
     900,
 )
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# An invocation's count (by outcome), duration, GB-seconds and, unless it succeeded, its error.
+OutcomeChildren = tuple[Counter, Histogram, Counter, Counter | None]
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._outcomes: dict[tuple[str, str], OutcomeChildren] = {}
         self._lambda_metrics()
         self._router_metrics()
 
@@ -169,12 +172,26 @@ class Metrics:
         return child
 
     def invocation(self, function: str, outcome: str, duration_s: float, gb_seconds: float) -> None:
-        child = self.child
-        child(self.invocations, function, outcome).inc()
-        child(self.duration, function).observe(duration_s)
-        child(self.billed, function).inc(gb_seconds)
-        if outcome != "succeeded":
-            child(self.errors, function).inc()
+        count, duration, billed, errors = self._outcome_children(function, outcome)
+        count.inc()
+        duration.observe(duration_s)
+        billed.inc(gb_seconds)
+        if errors is not None:
+            errors.inc()
+
+    def _outcome_children(self, function: str, outcome: str) -> OutcomeChildren:
+        """The four children one invocation updates, looked up together."""
+        key = (function, outcome)
+        children = self._outcomes.get(key)
+        if children is None:
+            child = self.child
+            children = self._outcomes[key] = (
+                child(self.invocations, function, outcome),
+                child(self.duration, function),
+                child(self.billed, function),
+                child(self.errors, function) if outcome != "succeeded" else None,
+            )
+        return children
 
     def webhook(self, trigger: str, status: int) -> None:
         self.child(self.webhooks, trigger, str(status)).inc()

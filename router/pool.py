@@ -47,6 +47,8 @@ class Pool:
         # Callers waiting for an environment at `concurrency.max`, woken by any check-in.
         self._returns: list[asyncio.Future[None]] = []
         self._spawning = spawning  # shared by all pools: cold starts are CPU-bound
+        # Invocations running now are the slots taken, read when Prometheus scrapes.
+        metrics.child(metrics.concurrent, function).set_function(lambda: self.in_flight)
 
     @property
     def total(self) -> int:
