@@ -201,7 +201,7 @@ class Broker:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise
             raise BrokerError(f"RabbitMQ did not confirm the message: {exc!r}") from exc
-        self._metrics.confirm_latency.observe(time.perf_counter() - started)
+        self._metrics.child(self._metrics.confirm_latency).observe(time.perf_counter() - started)
 
     def _publisher(self) -> AbstractRobustChannel:
         """The publishing channel, if open (one closed by a channel error is reopening)."""

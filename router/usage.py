@@ -23,21 +23,26 @@ log = logging.getLogger("router.usage")
 FLUSH_S = 1.0
 KEEP_S = 400 * 86400  # a little over a year of hourly buckets
 HOUR = "%Y%m%d%H"
+COUNTERS = ("invocations", "billed_ms", "mb_ms")
 
 
 class Usage:
     def __init__(self, redis: Redis, names: Names) -> None:
         self._redis = redis
         self._names = names
-        self._pending: Counter[tuple[str, str, str]] = Counter()
+        # (hour, function) -> [invocations, billed ms, MB-ms]: one lookup per call.
+        self._pending: dict[tuple[str, str], list[int]] = {}
         self._hour_number = -1
         self._hour_label = ""
 
     def record(self, function: str, billed_ms: int, memory_mb: int) -> None:
-        hour = self._hour()
-        self._pending[(hour, function, "invocations")] += 1
-        self._pending[(hour, function, "billed_ms")] += billed_ms
-        self._pending[(hour, function, "mb_ms")] += billed_ms * memory_mb
+        key = (self._hour(), function)
+        totals = self._pending.get(key)
+        if totals is None:
+            totals = self._pending[key] = [0, 0, 0]
+        totals[0] += 1
+        totals[1] += billed_ms
+        totals[2] += billed_ms * memory_mb
 
     def _hour(self) -> str:
         """The current UTC hour bucket, formatted once an hour rather than once a call."""
@@ -53,18 +58,21 @@ class Usage:
             await self.flush()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, Counter()
+        batch, self._pending = self._pending, {}
         if not batch:
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for (hour, function, counter), amount in batch.items():
-                    pipe.hincrby(self._names.usage(hour), f"{function}:{counter}", amount)
-                for hour in {hour for hour, _, _ in batch}:
+                for (hour, function), totals in batch.items():
+                    for counter, amount in zip(COUNTERS, totals, strict=True):
+                        pipe.hincrby(self._names.usage(hour), f"{function}:{counter}", amount)
+                for hour in {hour for hour, _ in batch}:
                     pipe.expire(self._names.usage(hour), KEEP_S)
                 await pipe.execute()
         except RedisError as exc:
-            self._pending.update(batch)
+            for key, totals in batch.items():  # kept for the next try, with what came since
+                since = self._pending.get(key, [0, 0, 0])
+                self._pending[key] = [a + b for a, b in zip(totals, since, strict=True)]
             log.warning("usage not recorded yet: %s", exc)
 
     async def report(self, since: datetime, until: datetime) -> dict[str, Any]:

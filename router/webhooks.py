@@ -7,13 +7,14 @@ A path below the trigger (`/hooks/{trigger}/users/1`) reaches the same function 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion, web
 from multidict import CIMultiDict
 
 from router import events, filters, signatures
@@ -227,8 +228,13 @@ def _http_request(request: web.Request, body: bytes) -> events.HttpRequest:
         body=body,
         source_ip=peer,
         host=request.host,
-        protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+        protocol=_protocol(request.version),
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _protocol(version: HttpVersion) -> str:
+    return f"HTTP/{version.major}.{version.minor}"
 
 
 def routes() -> list[web.AbstractRouteDef]:
