@@ -77,7 +77,8 @@ class Invoker:
     ) -> Outcome:
         pool = self.pool(function, spec)
         try:
-            await pool.acquire(wait)
+            if not pool.take():
+                await pool.acquire(wait)
         except Throttled:
             self._metrics.child(self._metrics.throttles, function).inc()
             raise
@@ -109,9 +110,10 @@ class Invoker:
         memory_mb: float,
         init_ms: float | None,
     ) -> None:
-        gb_seconds = outcome.billed_ms / 1000 * spec.memory_mb / 1024
+        billed_ms = outcome.billed_ms
+        gb_seconds = billed_ms / 1000 * spec.memory_mb / 1024
         self._metrics.invocation(function, outcome.status, outcome.duration_ms / 1000, gb_seconds)
-        self._usage.record(function, outcome.billed_ms, spec.memory_mb)
+        self._usage.record(function, billed_ms, spec.memory_mb)
         if memory_mb:
             self._metrics.child(self._metrics.max_memory, function).set(memory_mb)
         error = outcome.error

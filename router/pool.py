@@ -63,10 +63,17 @@ class Pool:
         self._hand_over()  # a raised `concurrency.max` lets waiters in at once
         return stale
 
+    def take(self) -> bool:
+        """Take a free slot if there is one and nobody waits for it (the common case: no
+        coroutine, no lock, no future)."""
+        if self.in_flight < self.spec.concurrency.max and not self._waiters:
+            self.in_flight += 1
+            return True
+        return False
+
     async def acquire(self, wait: bool) -> None:
         """Take a slot; over `concurrency.max` wait in line (or raise Throttled)."""
-        if self.in_flight < self.spec.concurrency.max and not self._waiters:
-            self.in_flight += 1  # the common case costs no lock and no future
+        if self.take():
             return
         if not wait:
             raise Throttled(self.function)
