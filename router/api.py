@@ -285,7 +285,7 @@ async def get_invocation(request: web.Request) -> web.Response:
     return json_response(record.model_dump())
 
 
-def routes() -> list[web.AbstractRouteDef]:
+def routes() -> list[web.RouteDef]:
     return [
         web.get(f"{PREFIX}/functions", list_functions),
         web.get(f"{PREFIX}/functions/{{name}}", get_function),

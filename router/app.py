@@ -7,13 +7,9 @@ with retries, and `/readyz` says what is still missing until then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import hmac
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -28,6 +24,7 @@ from router.consumer import Consumers
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
 from router.executors.local import LocalExecutor
+from router.guards import guarded, json_refusals
 from router.idempotency import Idempotency
 from router.ingress import Ingress
 from router.invocations import InvocationStore
@@ -37,9 +34,9 @@ from router.metrics import CONTENT_TYPE, Metrics
 from router.monitor import Monitor
 from router.names import Names
 from router.ratelimit import RateLimiter
-from router.registry import Registry, RegistryError, RegistryStore
+from router.registry import Registry, RegistryStore
 from router.replays import Replays
-from router.responses import HttpError, json_error, json_response
+from router.responses import json_response
 from router.scaler import Scaler
 from router.services import SERVICES, Services, services
 from router.settings import Settings
@@ -48,22 +45,15 @@ from router.usage import Usage
 log = logging.getLogger("router")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RETRY_S = 1.0
-ADMIN_PREFIX = api.PREFIX + "/"
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVICES] = build_services(settings)
-    app.add_routes(
-        [
-            web.get("/healthz", healthz),
-            web.get("/readyz", readyz),
-            web.get("/metrics", metrics),
-            web.get(f"{api.PREFIX}/openapi.json", openapi.document),
-            *api.routes(),
-            *webhooks.routes(),
-        ]
-    )
+    own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
+    admin = [web.get(f"{api.PREFIX}/openapi.json", openapi.document), *api.routes()]
+    app.add_routes([*guarded(own), *guarded(admin, admin=True), *guarded(webhooks.routes())])
+    app.on_response_prepare.append(json_refusals)
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(stop_taking_events)
     return app
@@ -230,56 +220,3 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = services(request).metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error is JSON naming its cause; no traceback ever reaches a client. The admin API's
-    authentication is checked here too: one middleware costs every webhook less than two."""
-    try:
-        if request.path.startswith(ADMIN_PREFIX):
-            refused = _refused(request)
-            if refused is not None:
-                return refused
-        return await handler(request)
-    except HttpError as exc:
-        return exc.response()
-    except RegistryError as exc:
-        extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
-        return json_error(exc.status, str(exc), **extra)
-    except RedisError as exc:
-        return json_error(503, f"Redis is unavailable: {exc}", headers={"Retry-After": "5"})
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return json_error(exc.status, exc.reason, headers=headers)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(500, "internal error; see the router's log")
-
-
-def _refused(request: web.Request) -> web.Response | None:
-    """The admin API's answer to a caller without the token (or, with no token set, to one
-    that is not on loopback); None lets the call through."""
-    token = services(request).settings.admin_token
-    if not token:
-        if _loopback(request.remote):
-            return None
-        return json_error(
-            403, "the admin API is open to loopback clients only until ROUTER_ADMIN_TOKEN is set"
-        )
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        return json_error(
-            401,
-            "a valid 'Authorization: Bearer <token>' header is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return None
-
-
-def _loopback(remote: str | None) -> bool:
-    with contextlib.suppress(ValueError):
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
-    return False

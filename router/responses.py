@@ -78,7 +78,7 @@ async def read_json(request: web.Request, limit: int) -> Any:
 
 
 class HttpError(Exception):
-    """Raised by handlers; the error middleware turns it into a JSON error response."""
+    """Raised by handlers; `guards` turns it into a JSON error response."""
 
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)

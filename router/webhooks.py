@@ -237,7 +237,7 @@ def _protocol(version: HttpVersion) -> str:
     return f"HTTP/{version.major}.{version.minor}"
 
 
-def routes() -> list[web.AbstractRouteDef]:
+def routes() -> list[web.RouteDef]:
     return [
         web.route("*", "/hooks/{trigger}", hook),
         web.route("*", "/hooks/{trigger}/{tail:.*}", hook),

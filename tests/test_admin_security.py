@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from router.app import _loopback
+from router.guards import _loopback
 from tests.conftest import AMQP_URL, ROOT, Router, cleanup, start_router, stop, wait_ready
 
 TOKEN = "s3cret-admin-token"
