@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,6 +17,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.utils import floatToGoString
 
 C = TypeVar("C", covariant=True)
+V = TypeVar("V")
 
 
 class Labelled(Protocol[C]):
@@ -67,24 +68,37 @@ class Observations:
         self.total += value
 
 
-class EventCounter:
-    """A labelled counter for the per-event metrics, kept in plain floats.
+class EventFamily(Generic[V]):
+    """A labelled family for the per-event metrics, its children kept in plain Python numbers.
 
     prometheus_client's own take a lock and check their state on every update (0.3 us a
     counter, 0.5 us a histogram, several per event). These are only updated on the event loop,
     where /metrics also renders them, so they need no lock. Exposed as the same families.
     """
 
-    def __init__(self, registry: CollectorRegistry, name: str, doc: str, *labels: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, name: str, doc: str, labels: tuple[str, ...]
+    ) -> None:
         self._name, self._doc, self._labels = name, doc, labels
-        self._children: dict[tuple[str, ...], Total] = {}
+        self._children: dict[tuple[str, ...], V] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> Total:
+    def labels(self, *values: str) -> V:
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = Total()
+            child = self._children[values] = self._new()
         return child
+
+    def _new(self) -> V:
+        raise NotImplementedError
+
+    def collect(self) -> Iterator[Metric]:
+        raise NotImplementedError
+
+
+class EventCounter(EventFamily[Total]):
+    def _new(self) -> Total:
+        return Total()
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=self._labels)
@@ -93,19 +107,11 @@ class EventCounter:
         yield family
 
 
-class EventHistogram:
-    """A labelled histogram with DURATION_BUCKETS, for the per-event metrics (see EventCounter)."""
+class EventHistogram(EventFamily[Observations]):
+    """With DURATION_BUCKETS, as every histogram here."""
 
-    def __init__(self, registry: CollectorRegistry, name: str, doc: str, *labels: str) -> None:
-        self._name, self._doc, self._labels = name, doc, labels
-        self._children: dict[tuple[str, ...], Observations] = {}
-        registry.register(self)
-
-    def labels(self, *values: str) -> Observations:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = Observations()
-        return child
+    def _new(self) -> Observations:
+        return Observations()
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self._name, self._doc, labels=self._labels)
@@ -141,10 +147,10 @@ class Metrics:
         return Histogram(name, doc, labels, buckets=DURATION_BUCKETS, registry=self.registry)
 
     def _per_event(self, name: str, doc: str, *labels: str) -> EventCounter:
-        return EventCounter(self.registry, name, doc, *labels)
+        return EventCounter(self.registry, name, doc, labels)
 
     def _per_event_histogram(self, name: str, doc: str, *labels: str) -> EventHistogram:
-        return EventHistogram(self.registry, name, doc, *labels)
+        return EventHistogram(self.registry, name, doc, labels)
 
     def _lambda_metrics(self) -> None:
         """What AWS Lambda reports in CloudWatch, per function."""

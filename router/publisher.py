@@ -73,7 +73,14 @@ class Publisher:
         """
         if channel.is_closed:
             raise ConnectionError(f"{channel!r} is closed")
-        frames = self._frames(channel, exchange, routing_key, body, headers, message_id)
+        number = channel.number
+        frames = b"".join(
+            (
+                self._method(number, exchange, routing_key),
+                content_header(number, len(body), headers, message_id),
+                *body_frames(number, body, channel.max_content_size),
+            )
+        )
         future = channel.create_future()  # aiormq rejects it if the channel closes
         self._batches.setdefault(channel, []).append((frames, message_id, future))
         if not self._flushing:
@@ -81,22 +88,12 @@ class Publisher:
             asyncio.get_running_loop().call_soon(self._flush)
         return future
 
-    def _frames(
-        self,
-        channel: Channel,
-        exchange: str,
-        routing_key: str,
-        body: bytes,
-        headers: Mapping[str, Any],
-        message_id: str,
-    ) -> bytes:
-        number = channel.number
-        key = (number, exchange, routing_key)
+    def _method(self, channel: int, exchange: str, routing_key: str) -> bytes:
+        key = (channel, exchange, routing_key)
         method = self._methods.get(key)
         if method is None:
-            method = self._methods[key] = publish_method(number, exchange, routing_key)
-        header = content_header(number, len(body), headers, message_id)
-        return b"".join((method, header, *body_frames(number, body, channel.max_content_size)))
+            method = self._methods[key] = publish_method(channel, exchange, routing_key)
+        return method
 
     def _flush(self) -> None:
         self._flushing = False

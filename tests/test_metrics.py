@@ -17,7 +17,7 @@ def exposed(registry: CollectorRegistry) -> list[str]:
 
 def test_a_histogram_buckets_sums_and_counts_as_prometheus_client_does() -> None:
     ours, theirs = CollectorRegistry(), CollectorRegistry()
-    mine = EventHistogram(ours, "h_seconds", "Doc.", "function")
+    mine = EventHistogram(ours, "h_seconds", "Doc.", ("function",))
     reference = Histogram(
         "h_seconds", "Doc.", ["function"], buckets=DURATION_BUCKETS, registry=theirs
     )
@@ -29,7 +29,7 @@ def test_a_histogram_buckets_sums_and_counts_as_prometheus_client_does() -> None
 
 def test_a_counter_exposes_its_totals_as_prometheus_client_does() -> None:
     ours, theirs = CollectorRegistry(), CollectorRegistry()
-    mine = EventCounter(ours, "c", "Doc.", "function", "outcome")
+    mine = EventCounter(ours, "c", "Doc.", ("function", "outcome"))
     reference = Counter("c", "Doc.", ["function", "outcome"], registry=theirs)
     for n, value in enumerate(VALUES[:-1]):
         mine.labels("f", str(n % 2)).inc(value)
