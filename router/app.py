@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SERVICES] = build_services(settings)
     own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
     admin = [web.get(f"{api.PREFIX}/openapi.json", openapi.document), *api.routes()]
-    app.add_routes([*guarded(own), *guarded(admin, admin=True), *guarded(webhooks.routes())])
+    app.add_routes([*guarded(own), *guarded(admin, admin=True), *webhooks.routes()])
     app.on_response_prepare.append(json_refusals)
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(stop_taking_events)

@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from router import events, filters, signatures
 from router.broker import BrokerError
 from router.executors import Outcome
+from router.guards import error_response
 from router.pool import Throttled
 from router.registry import Snapshot
 from router.responses import BodyTooLarge, json_error, read_limited, received_body, unavailable
@@ -32,7 +33,10 @@ log = logging.getLogger("router.webhooks")
 async def hook(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     name = request.match_info["trigger"]
-    response = await _answer(request, svc, name)
+    try:
+        response = await _answer(request, svc, name)
+    except Exception as exc:  # guarded here rather than by a wrapper: one coroutine less
+        response = error_response(request, exc)
     known = name in svc.registry.snapshot.triggers
     svc.metrics.webhook(name if known else "", response.status)
     return response
