@@ -24,7 +24,7 @@ from typing import Any, cast
 import orjson
 
 from router.executors import Call, ErrorInfo, Outcome
-from router.executors.worker import HEADER, pack
+from router.executors.worker import HEADER, frame_end, pack, unpack
 
 PAGE = resource.getpagesize()
 WATCH_S = 0.05
@@ -65,21 +65,15 @@ class _Pipes(asyncio.SubprocessProtocol):
         return reply
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if not self._buffer and _whole_frame(data):  # the usual case: no copy
+        if not self._buffer and frame_end(data) == len(data):  # the usual case: no copy
             self._deliver(orjson.loads(memoryview(data)[HEADER.size :]))
             return
         self._buffer += data
         self._drain_buffer()
 
     def _drain_buffer(self) -> None:
-        buffer = self._buffer
-        while len(buffer) >= HEADER.size:
-            end = HEADER.size + HEADER.unpack_from(buffer)[0]
-            if len(buffer) < end:
-                return
-            document = orjson.loads(bytes(buffer[HEADER.size : end]))
-            del buffer[:end]
-            self._deliver(document)
+        while (end := frame_end(self._buffer)) is not None:
+            self._deliver(unpack(self._buffer, end))
 
     def _deliver(self, document: dict[str, Any]) -> None:
         # A reply nobody waits for (its call timed out and the process is being killed) is dropped.
@@ -275,10 +269,6 @@ class Worker:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             await self._exit_code()
-
-
-def _whole_frame(data: bytes) -> bool:
-    return len(data) >= HEADER.size and HEADER.unpack_from(data)[0] == len(data) - HEADER.size
 
 
 def _since(started: float) -> float:

@@ -39,22 +39,28 @@ class Frames:
 
     def read(self) -> Any:
         """The next document; None at the end of the input."""
-        if not self._fill(HEADER.size):
-            return None
-        end = HEADER.size + HEADER.unpack_from(self._buffer)[0]
-        if not self._fill(end):
-            return None
-        document = orjson.loads(bytes(self._buffer[HEADER.size : end]))
-        del self._buffer[:end]
-        return document
-
-    def _fill(self, size: int) -> bool:
-        while len(self._buffer) < size:
-            chunk = os.read(self._fd, max(READ_SIZE, size - len(self._buffer)))
+        while (end := frame_end(self._buffer)) is None:
+            chunk = os.read(self._fd, READ_SIZE)
             if not chunk:
-                return False
+                return None
             self._buffer += chunk
-        return True
+        return unpack(self._buffer, end)
+
+
+def frame_end(data: bytes | bytearray) -> int | None:
+    """Where the first frame in `data` ends; None while part of it has still to arrive.
+    (How both ends read: the environment from its stdin, the router from its stdout.)"""
+    if len(data) < HEADER.size:
+        return None
+    end = HEADER.size + HEADER.unpack_from(data)[0]
+    return end if len(data) >= end else None
+
+
+def unpack(buffer: bytearray, end: int) -> Any:
+    """The first frame's document, taken out of the buffer."""
+    document = orjson.loads(bytes(buffer[HEADER.size : end]))
+    del buffer[:end]
+    return document
 
 
 def pack(document: Any) -> bytes:
