@@ -255,9 +255,17 @@ async def function_logs(request: web.Request) -> web.Response:
     return json_response({"function": function, "entries": entries})
 
 
+MAX_STREAM_PART = 2**64 - 1
+
+
 def _stream_id(value: str) -> bool:
+    """A Redis stream entry id something can follow: `<ms>` or `<ms>-<seq>`, each part an
+    unsigned 64-bit number (Redis refuses larger ones), and not the very last id."""
     millis, dash, sequence = value.partition("-")
-    return millis.isdigit() and (not dash or sequence.isdigit())
+    parts = [millis, sequence] if dash else [millis]
+    if not all(p.isascii() and p.isdigit() and int(p) <= MAX_STREAM_PART for p in parts):
+        return False
+    return parts != [str(MAX_STREAM_PART)] * 2
 
 
 async def usage(request: web.Request) -> web.Response:
