@@ -72,9 +72,9 @@ def test_errors_are_in_the_log_and_follow_reads_on(router: Router) -> None:
     )
     assert cli.returncode == 0
     assert cli.stdout.count("START RequestId") == 2
-    too_big = str(2**64)  # Redis refuses stream id parts past 64 bits; so does the last id
+    too_big = str(2**64)  # Redis refuses a stream id part past 64 bits, and "(" + the last id
     last = f"{2**64 - 1}-{2**64 - 1}"
-    for after in ("yesterday", "28-", "-1", "１２", too_big, f"1-{too_big}", last):
+    for after in ("yesterday", "28-", "-1", "\uff11\uff12", too_big, f"1-{too_big}", last):
         bad = router.http.get(f"/api/v1/functions/{function}/logs", params={"after": after})
         assert bad.status_code == 400, after
 
