@@ -32,6 +32,7 @@ CONTENT_TYPE = b"application/json"
 PERSISTENT = 2
 MAX_LONG_LONG = 2**63
 SWEEP_S = 0.1
+METHODS_KEPT = 4096
 
 _FRAME = struct.Struct(">BHI")
 _HEADER = struct.Struct(">HHQH")
@@ -92,6 +93,8 @@ class Publisher:
         key = (channel, exchange, routing_key)
         method = self._methods.get(key)
         if method is None:
+            if len(self._methods) >= METHODS_KEPT:  # channel numbers change on reconnects
+                self._methods.clear()
             method = self._methods[key] = publish_method(channel, exchange, routing_key)
         return method
 
