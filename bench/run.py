@@ -40,6 +40,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench.*` im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import payload
 from bench.loadgen import percentile
+from router.settings import Settings
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -656,7 +657,7 @@ class Child:
 # 4. drain
 
 DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8}  # the function's concurrency.max
-PREFETCH_MULTIPLIER = 2  # the router's default ROUTER_PREFETCH_MULTIPLIER
+PREFETCH_MULTIPLIER = Settings.prefetch_multiplier  # the router's default
 # The bare consumer's window: the router's inline prefetch.
 CEILING_PREFETCH = DRAIN_MAX["inline"] * PREFETCH_MULTIPLIER
 CELERY_DELAYED = "celery_delayed"  # Celery's native delayed delivery topology (quorum queues)

@@ -43,7 +43,6 @@ from router.settings import Settings
 from router.usage import Usage
 
 log = logging.getLogger("router")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RETRY_S = 1.0
 
 

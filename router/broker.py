@@ -194,7 +194,7 @@ class Broker:
             exchange = self._names.work_exchange
         started = time.perf_counter()
         try:
-            channel = await self._publisher().get_underlay_channel()
+            channel = await self._publishing_channel().get_underlay_channel()
             assert isinstance(channel, aiormq.Channel)  # what aio-pika opens underneath
             await self._pipeline.publish(channel, exchange, function, body, headers, message_id)
         except (TimeoutError, asyncio.CancelledError, ValueError, *CONNECTION_EXCEPTIONS) as exc:
@@ -203,7 +203,7 @@ class Broker:
             raise BrokerError(f"RabbitMQ did not confirm the message: {exc!r}") from exc
         self._metrics.child(self._metrics.confirm_latency).observe(time.perf_counter() - started)
 
-    def _publisher(self) -> AbstractRobustChannel:
+    def _publishing_channel(self) -> AbstractRobustChannel:
         """The publishing channel, if open (one closed by a channel error is reopening)."""
         channel = self._publishing
         if channel is None or channel.is_closed:

@@ -31,26 +31,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def guarded(routes: Iterable[web.RouteDef], *, admin: bool = False) -> list[web.RouteDef]:
     """The routes with their handlers wrapped: errors as JSON, and the token check for `admin`."""
-    wrap = admin_only if admin else json_errors
-    return [web.RouteDef(r.method, r.path, wrap(r.handler), r.kwargs) for r in routes]
+    return [web.RouteDef(r.method, r.path, _guard(r.handler, admin), r.kwargs) for r in routes]
 
 
-def json_errors(handler: Handler) -> Handler:
+def _guard(handler: Handler, admin: bool) -> Handler:
     @functools.wraps(handler)
     async def run(request: web.Request) -> web.StreamResponse:
         try:
-            return await handler(request)
-        except Exception as exc:
-            return error_response(request, exc)
-
-    return run
-
-
-def admin_only(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            refused = _refused(request)
+            refused = _refused(request) if admin else None
             return refused if refused is not None else await handler(request)
         except Exception as exc:
             return error_response(request, exc)

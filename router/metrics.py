@@ -8,7 +8,7 @@ reason, status. Never an event id.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -76,6 +76,8 @@ class EventFamily(Generic[V]):
     where /metrics also renders them, so they need no lock. Exposed as the same families.
     """
 
+    _child: Callable[[], V]  # makes a child: the subclass's value type
+
     def __init__(
         self, registry: CollectorRegistry, name: str, doc: str, labels: tuple[str, ...]
     ) -> None:
@@ -86,19 +88,15 @@ class EventFamily(Generic[V]):
     def labels(self, *values: str) -> V:
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = self._new()
+            child = self._children[values] = self._child()
         return child
-
-    def _new(self) -> V:
-        raise NotImplementedError
 
     def collect(self) -> Iterator[Metric]:
         raise NotImplementedError
 
 
 class EventCounter(EventFamily[Total]):
-    def _new(self) -> Total:
-        return Total()
+    _child = Total
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=self._labels)
@@ -110,8 +108,7 @@ class EventCounter(EventFamily[Total]):
 class EventHistogram(EventFamily[Observations]):
     """With DURATION_BUCKETS, as every histogram here."""
 
-    def _new(self) -> Observations:
-        return Observations()
+    _child = Observations
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self._name, self._doc, labels=self._labels)

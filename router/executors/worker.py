@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from router.capture import capturing, install, text
+from router.context import LambdaContext
 from router.errors import steering
 from router.loader import HandlerError, is_async, load
 
@@ -135,17 +136,14 @@ def _event_loop() -> Any:
 
 class Runner:
     def __init__(self, handler: Any, init: dict[str, Any]) -> None:
-        from router.context import LambdaContext
-
         self._handler = handler
         self._init = init
         self._loop = _event_loop() if is_async(handler) else None
         self._peak = PeakMemory()
-        self._context_type = LambdaContext
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         init = self._init
-        context = self._context_type.create(
+        context = LambdaContext.create(
             init["function"],
             init["version"],
             init["memory_mb"],
