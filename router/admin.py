@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from router import loader
+from router import loader, runtimes
 from router.broker import Broker, BrokerError, TopologyError
-from router.registry import Registry, RegistryError, Trigger
+from router.bundles import Bundle
+from router.registry import NotFound, Registry, RegistryError, Trigger
 from router.specs import REDACTED, AmqpTrigger, FunctionSpec, WebhookTrigger
 
 log = logging.getLogger("router.admin")
@@ -21,21 +22,75 @@ class Unavailable(RegistryError):
 
 
 class Admin:
-    def __init__(self, registry: Registry, broker: Broker) -> None:
+    def __init__(self, registry: Registry, broker: Broker, packages: tuple[str, ...]) -> None:
         self._registry = registry
         self._store = registry.store
         self._broker = broker
+        self._packages = packages  # where handlers on the router's own path may come from
 
-    async def put_function(self, name: str, spec: FunctionSpec) -> tuple[FunctionSpec, bool]:
-        if not loader.module_exists(spec.handler):
-            raise RegistryError(f"handler module of {spec.handler!r} cannot be found", "handler")
+    async def put_function(
+        self, name: str, spec: FunctionSpec, bundle: Bundle | None = None
+    ) -> tuple[FunctionSpec, bool]:
+        spec = await self._completed(name, spec)
+        self._check_runnable(spec, bundle)
         try:
             await self._broker.declare_function(name)
         except BrokerError as exc:
             raise Unavailable(f"RabbitMQ could not declare the function's queues: {exc}") from exc
-        stored, created = await self._store.put_function(name, spec)
+        stored, created = await self._store.put_function(
+            name, spec, None if bundle is None else bundle.data
+        )
         await self._registry.refresh()
         return stored, created
+
+    async def _completed(self, name: str, spec: FunctionSpec) -> FunctionSpec:
+        """Write-only `env` values sent back redacted keep the stored value; code on the
+        router's path is fingerprinted, so a changed file makes a new version."""
+        changes: dict[str, object] = {}
+        if REDACTED in spec.env.values():
+            try:
+                stored = (await self._store.get_function(name)).env
+            except NotFound:
+                stored = {}
+            env = {}
+            for key, value in spec.env.items():
+                if value == REDACTED and key not in stored:
+                    raise RegistryError(f"env {key} is redacted; send its value", f"env.{key}")
+                env[key] = stored[key] if value == REDACTED else value
+            changes["env"] = env
+        if spec.code is None:
+            changes["source_sha256"] = loader.source_sha256(spec.handler)
+        return spec.model_copy(update=changes) if changes else spec
+
+    def _check_runnable(self, spec: FunctionSpec, bundle: Bundle | None) -> None:
+        try:
+            runtimes.check(spec.runtime)
+        except runtimes.RuntimeUnavailable as exc:
+            raise RegistryError(str(exc), "runtime") from None
+        if spec.code is None:
+            self._check_own_handler(spec.handler)
+        elif (
+            spec.family == "provided" and bundle and not bundle.contents.has_executable("bootstrap")
+        ):
+            raise RegistryError(
+                "a provided runtime runs the bundle's `bootstrap`: the zip needs an executable "
+                "file named bootstrap at its root",
+                "code",
+            )
+
+    def _check_own_handler(self, handler: str) -> None:
+        """Code on the router's path runs only from the packages the operator named
+        (ROUTER_HANDLERS): no `pty:spawn` or `shutil:rmtree` as a function."""
+        module = (loader.split(handler) or ("",))[0]
+        if not any(module == p or module.startswith(p + ".") for p in self._packages):
+            allowed = ", ".join(self._packages) or "(none)"
+            raise RegistryError(
+                f"handler module {module!r} is not in the packages ROUTER_HANDLERS allows "
+                f"({allowed}); upload code to run anything else",
+                "handler",
+            )
+        if not loader.module_exists(handler):
+            raise RegistryError(f"handler module of {handler!r} cannot be found", "handler")
 
     async def delete_function(self, name: str) -> None:
         await self._store.delete_function(name)

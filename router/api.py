@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,19 +13,22 @@ from typing import Any
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from router.archive import MAX_ZIPPED, ArchiveError
 from router.broker import BrokerError
+from router.bundles import Bundle
 from router.events import new_id
 from router.pool import Throttled
-from router.registry import TRIGGER, Trigger
-from router.responses import HttpError, json_response, read_json
+from router.registry import TRIGGER, NotFound, Trigger
+from router.responses import BodyTooLarge, HttpError, json_response, read_json, read_limited
 from router.services import services
-from router.specs import FunctionSpec, WebhookTrigger, strip_read_only, valid_name
+from router.specs import REDACTED, FunctionSpec, WebhookTrigger, strip_read_only, valid_name
 from router.usage import parse_time
 from router.webhooks import throttled
 
 log = logging.getLogger("router.api")
 PREFIX = "/api/v1"
 MAX_SPEC_BYTES = 1024 * 1024
+MAX_FUNCTION_BYTES = MAX_ZIPPED * 4 // 3 + MAX_SPEC_BYTES  # a spec with a base64 zip
 
 
 def _name(request: web.Request) -> str:
@@ -61,7 +67,13 @@ FUNCTION = TypeAdapter(FunctionSpec)
 
 
 def _function_view(name: str, spec: FunctionSpec) -> dict[str, Any]:
-    return {"name": name, **spec.model_dump()}
+    """The spec as stored, with its code by hash and size (never the bytes) and `env` values
+    write-only, like webhook secrets (a PUT that sends `<redacted>` back keeps them)."""
+    view = {"name": name, **spec.model_dump(exclude={"code", "source_sha256"})}
+    view["code_sha256"] = spec.code.sha256 if spec.code else spec.source_sha256
+    view["code_size"] = spec.code.size if spec.code else None
+    view["env"] = dict.fromkeys(spec.env, REDACTED)
+    return view
 
 
 def _trigger_view(name: str, trigger: Trigger) -> dict[str, Any]:
@@ -86,10 +98,87 @@ async def get_function(request: web.Request) -> web.Response:
 
 
 async def put_function(request: web.Request) -> web.Response:
+    """A spec; `"code": {"zip": "<base64>"}` uploads code, `"code": null` removes it, and a
+    spec without `code` keeps the function's current code (so GET, edit, PUT works)."""
+    svc = services(request)
     name = _name(request)
-    spec: FunctionSpec = _validated(FUNCTION, await read_json(request, MAX_SPEC_BYTES))
-    stored, created = await services(request).admin.put_function(name, spec)
+    payload = await read_json(request, MAX_FUNCTION_BYTES)
+    bundle = None
+    if isinstance(payload, dict):
+        payload, bundle = await _with_code(request, name, payload)
+    spec: FunctionSpec = _validated(FUNCTION, payload)
+    stored, created = await svc.admin.put_function(name, spec, bundle)
     return json_response(_function_view(name, stored), status=201 if created else 200)
+
+
+async def _with_code(
+    request: web.Request, name: str, payload: dict[str, Any]
+) -> tuple[dict[str, Any], Bundle | None]:
+    if "code" not in payload:
+        current = await _current(request, name)
+        if current is not None and current.code is not None:
+            payload = {**payload, "code": current.code.model_dump()}
+        return payload, None
+    code = payload["code"]
+    if code is None:
+        return payload, None
+    if not isinstance(code, dict) or set(code) != {"zip"} or not isinstance(code["zip"], str):
+        raise HttpError(400, 'invalid code: give {"zip": "<base64 of a zip>"}', field="code")
+    try:
+        data = base64.b64decode(code["zip"], validate=True)
+    except binascii.Error:
+        raise HttpError(400, "invalid code.zip: not base64", field="code.zip") from None
+    bundle = await _bundle(data)
+    return {**payload, "code": {"sha256": bundle.sha256, "size": len(data)}}, bundle
+
+
+async def _current(request: web.Request, name: str) -> FunctionSpec | None:
+    try:
+        return await services(request).registry.store.get_function(name)
+    except NotFound:
+        return None
+
+
+async def _bundle(data: bytes) -> Bundle:
+    """A checked bundle; inflating it to check is slow work, kept off the event loop."""
+    try:
+        return await asyncio.to_thread(Bundle.check, data)
+    except ArchiveError as exc:
+        extra = {"entry": exc.entry} if exc.entry else {}
+        raise HttpError(exc.status, f"invalid code: {exc}", field="code", **extra) from None
+
+
+async def put_code(request: web.Request) -> web.Response:
+    """Replace only the code, with a raw zip body (Lambda's UpdateFunctionCode)."""
+    svc = services(request)
+    name = _name(request)
+    current = await svc.registry.store.get_function(name)
+    try:
+        data = await read_limited(request, MAX_ZIPPED)
+    except BodyTooLarge:
+        raise HttpError(
+            413, "the zip is over Lambda's 50 MB limit for uploaded code", field="code"
+        ) from None
+    bundle = await _bundle(data)
+    fields = {**current.model_dump(exclude={"version", "source_sha256"})}
+    fields["code"] = {"sha256": bundle.sha256, "size": len(data)}
+    spec: FunctionSpec = _validated(FUNCTION, fields)
+    stored, _ = await svc.admin.put_function(name, spec, bundle)
+    return json_response(_function_view(name, stored))
+
+
+async def get_code(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    name = _name(request)
+    spec = await svc.registry.store.get_function(name)
+    data = await svc.bundles.zip(spec.code.sha256) if spec.code else None
+    if data is None:
+        raise HttpError(404, f"function {name!r} has no uploaded code")
+    return web.Response(
+        body=data,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}.zip"'},
+    )
 
 
 async def delete_function(request: web.Request) -> web.Response:
@@ -298,6 +387,8 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{PREFIX}/functions", list_functions),
         web.get(f"{PREFIX}/functions/{{name}}", get_function),
         web.put(f"{PREFIX}/functions/{{name}}", put_function),
+        web.get(f"{PREFIX}/functions/{{name}}/code", get_code),
+        web.put(f"{PREFIX}/functions/{{name}}/code", put_code),
         web.delete(f"{PREFIX}/functions/{{name}}", delete_function),
         web.post(f"{PREFIX}/functions/{{name}}/invoke", invoke),
         web.get(f"{PREFIX}/triggers", list_triggers),

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -17,12 +18,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from router import api, declare, loader, openapi, webhooks
+from router import api, declare, loader, openapi, tokens, webhooks
 from router.admin import Admin
 from router.broker import Broker
+from router.bundles import Bundles, default_directory
 from router.consumer import Consumers
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
+from router.executors.cells import Cells
+from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
 from router.guards import guarded, json_refusals
 from router.idempotency import Idempotency
@@ -47,6 +51,15 @@ RETRY_S = 1.0
 
 
 def create_app(settings: Settings) -> web.Application:
+    if not settings.admin_token:
+        path = tokens.token_file(settings.token_file)
+        settings = settings.replace(admin_token=tokens.ensure(path))
+        log.warning(
+            "ROUTER_ADMIN_TOKEN is not set: the admin token is the one kept in %s "
+            '(the CLI on this host reads it; curl: -H "Authorization: Bearer $(cat %s)")',
+            path,
+            path,
+        )
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVICES] = build_services(settings)
     own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
@@ -76,12 +89,26 @@ def build_services(settings: Settings) -> Services:
     idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
     usage = Usage(redis, names)
     logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s)
-    invoker = Invoker(LocalExecutor(settings.thread_workers), metrics, idempotency, usage, logs)
+    bundles = Bundles(
+        redis,
+        names,
+        Path(settings.code_dir) if settings.code_dir else default_directory(names.namespace),
+    )
+    cells = Cells(settings.namespace)
+    invoker = Invoker(
+        LocalExecutor(settings.thread_workers),
+        Launcher(bundles, cells),
+        metrics,
+        idempotency,
+        usage,
+        logs,
+    )
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
     consumers = Consumers(broker, dispatcher, names, settings.prefetch_multiplier)
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)
+    registry.on_change(bundles.reconcile)
     scaler = Scaler(
         registry,
         invoker,
@@ -103,7 +130,7 @@ def build_services(settings: Settings) -> Services:
         store=invocations,
         ingress=Ingress(broker, invocations, metrics),
         consumers=consumers,
-        admin=Admin(registry, broker),
+        admin=Admin(registry, broker, settings.handlers),
         scaler=scaler,
         dead_letters=DeadLetters(broker, names),
         dispatcher=dispatcher,
@@ -111,13 +138,15 @@ def build_services(settings: Settings) -> Services:
         replays=Replays(redis, names),
         usage=usage,
         logs=logs,
+        bundles=bundles,
+        cells=cells,
     )
 
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
-    if not svc.settings.admin_token:
-        log.warning("ROUTER_ADMIN_TOKEN is not set: the admin API answers loopback clients only")
+    svc.bundles.prepare()
+    svc.cells.start()
     declared = declare.declarations(loader.walk_modules(svc.settings.handlers))
     tasks = [asyncio.create_task(start(svc, declared), name="router-start")]
     yield
@@ -131,6 +160,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     await svc.consumers.stop()
     await svc.broker.close()
     await svc.invoker.close()
+    svc.cells.close()
     await svc.redis.aclose()
 
 

@@ -10,10 +10,8 @@ is turned into JSON by `json_refusals`, on the response's way out.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hmac
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -84,26 +82,16 @@ def _refusal(status: int, reason: str, allow: str | None) -> web.Response:
 
 
 def _refused(request: web.Request) -> web.Response | None:
-    """The admin API's answer to a caller without the token (or, with no token set, to one
-    that is not on loopback); None lets the call through."""
+    """The admin API's answer to a caller without the token; None lets the call through.
+    There is always a token (configured or generated): where a caller connects from is no
+    credential."""
     token = services(request).settings.admin_token
-    if not token:
-        if _loopback(request.remote):
-            return None
-        return json_error(
-            403, "the admin API is open to loopback clients only until ROUTER_ADMIN_TOKEN is set"
-        )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+    valid = bool(token) and hmac.compare_digest(given.encode(), token.encode())
+    if scheme.lower() != "bearer" or not valid:
         return json_error(
             401,
             "a valid 'Authorization: Bearer <token>' header is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return None
-
-
-def _loopback(remote: str | None) -> bool:
-    with contextlib.suppress(ValueError):
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
-    return False

@@ -8,7 +8,8 @@ import logging
 import os
 from typing import Any
 
-from router.executors import Call, Outcome
+from router.executors import Call, Executor, Outcome
+from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
 from router.idempotency import Idempotency
 from router.logstore import LogStore
@@ -23,16 +24,34 @@ log = logging.getLogger("router.invoker")
 __all__ = ["Invoker", "Throttled"]
 
 
+class Environments:
+    """The executor of `process` isolation: the function's pool of process environments."""
+
+    def __init__(self, invoker: Invoker) -> None:
+        self._invoker = invoker
+
+    async def run(self, call: Call) -> Outcome:
+        return await self._invoker.pool(call.function, call.spec).run(call)
+
+
 class Invoker:
     def __init__(
         self,
         local: LocalExecutor,
+        launcher: Launcher,
         metrics: Metrics,
         idempotency: Idempotency,
         usage: Usage,
         logs: LogStore,
     ) -> None:
         self._local = local
+        self._launcher = launcher
+        # One table from isolation to executor: no branch on how a handler runs.
+        self._executors: dict[str, Executor] = {
+            "inline": local,
+            "thread": local,
+            "process": Environments(self),
+        }
         self._idempotency = idempotency
         self._usage = usage
         self._logs = logs
@@ -44,7 +63,9 @@ class Invoker:
     def pool(self, function: str, spec: FunctionSpec) -> Pool:
         pool = self.pools.get(function)
         if pool is None:
-            pool = self.pools[function] = Pool(function, spec, self._metrics, self._spawning)
+            pool = self.pools[function] = Pool(
+                function, spec, self._metrics, self._spawning, self._launcher
+            )
         elif pool.spec.version != spec.version:
             for worker in pool.update(spec):
                 stopping = asyncio.ensure_future(worker.stop())
@@ -61,6 +82,7 @@ class Invoker:
         *,
         event_id: str | None = None,
         wait: bool = True,
+        client_context: str | None = None,
     ) -> Outcome:
         """Run the call; with `wait=False` raise Throttled at `concurrency.max` instead.
 
@@ -68,12 +90,21 @@ class Invoker:
         """
         if spec.idempotent and event_id:
             return await self._idempotency.run(
-                function, spec, event_id, lambda: self._run(function, spec, event, request_id, wait)
+                function,
+                spec,
+                event_id,
+                lambda: self._run(function, spec, event, request_id, wait, client_context),
             )
-        return await self._run(function, spec, event, request_id, wait)
+        return await self._run(function, spec, event, request_id, wait, client_context)
 
     async def _run(
-        self, function: str, spec: FunctionSpec, event: Any, request_id: str, wait: bool
+        self,
+        function: str,
+        spec: FunctionSpec,
+        event: Any,
+        request_id: str,
+        wait: bool,
+        client_context: str | None = None,
     ) -> Outcome:
         pool = self.pool(function, spec)
         try:
@@ -90,15 +121,12 @@ class Invoker:
                 spec.version,
                 extra={"request_id": request_id, "function": function},
             )
-        call = Call(function, spec, event, request_id)
+        call = Call(function, spec, event, request_id, client_context)
         try:
-            if spec.isolation == "process":
-                outcome, memory_mb, init_ms = await pool.run(call)
-            else:
-                outcome, memory_mb, init_ms = await self._local.run(call), 0.0, None
+            outcome = await self._executors[spec.isolation].run(call)
         finally:
             pool.release()
-        self._report(function, spec, request_id, outcome, memory_mb, init_ms)
+        self._report(function, spec, request_id, outcome)
         return outcome
 
     def _report(
@@ -107,9 +135,8 @@ class Invoker:
         spec: FunctionSpec,
         request_id: str,
         outcome: Outcome,
-        memory_mb: float,
-        init_ms: float | None,
     ) -> None:
+        memory_mb = outcome.max_memory_mb
         billed_ms = outcome.billed_ms
         gb_seconds = billed_ms / 1000 * spec.memory_mb / 1024
         self._metrics.invocation(function, outcome.status, outcome.duration_ms / 1000, gb_seconds)
@@ -120,7 +147,7 @@ class Invoker:
         said = bool(outcome.logs) or error is not None
         if not said and not log.isEnabledFor(logging.INFO):
             return  # the metrics carry it all; no line to format
-        report = _report_line(request_id, spec.memory_mb, outcome, memory_mb, init_ms)
+        report = _report_line(request_id, spec.memory_mb, outcome)
         extra = {"request_id": request_id, "function": function}
         log.debug("END RequestId: %s", request_id, extra=extra)
         log.info("%s\tStatus: %s", report, outcome.status, extra=extra)
@@ -156,10 +183,9 @@ class Invoker:
         await self._local.close()
 
 
-def _report_line(
-    request_id: str, memory_size_mb: int, outcome: Outcome, memory_mb: float, init_ms: float | None
-) -> str:
+def _report_line(request_id: str, memory_size_mb: int, outcome: Outcome) -> str:
     """Lambda's REPORT line."""
+    memory_mb, init_ms = outcome.max_memory_mb, outcome.init_ms
     return (
         f"REPORT RequestId: {request_id}\tDuration: {outcome.duration_ms:.2f} ms\t"
         f"Billed Duration: {outcome.billed_ms} ms\tMemory Size: {memory_size_mb} MB\t"

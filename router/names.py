@@ -43,6 +43,10 @@ class Names:
     def rate_limit(self, trigger: str) -> str:
         return f"{self.namespace}:ratelimit:{trigger}"
 
+    def code(self, digest: str) -> str:
+        """A code bundle's zip, by the hex SHA-256 of its bytes (stored once, shared)."""
+        return f"{self.namespace}:code:{digest}"
+
     def idempotency(self, function: str, event_id: str) -> str:
         return f"{self.namespace}:idempotency:{function}:{event_id}"
 

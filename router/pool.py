@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from dataclasses import replace
 
-from router.executors import Call, Outcome
-from router.executors.process import InitError, Worker
+from router.bundles import MissingBundle
+from router.executors import Call, ErrorInfo, Outcome
+from router.executors.environment import AnyEnvironment, Environment, InitError
+from router.executors.launcher import Launcher
 from router.metrics import Metrics
+from router.runtimes import RuntimeUnavailable
 from router.specs import FunctionSpec
+
+Worker = AnyEnvironment
 
 log = logging.getLogger("router.pool")
 
@@ -34,9 +38,15 @@ class TurnedAway(Exception):
 
 class Pool:
     def __init__(
-        self, function: str, spec: FunctionSpec, metrics: Metrics, spawning: asyncio.Semaphore
+        self,
+        function: str,
+        spec: FunctionSpec,
+        metrics: Metrics,
+        spawning: asyncio.Semaphore,
+        launcher: Launcher,
     ) -> None:
         self.function = function
+        self._launcher = launcher
         self.spec = spec
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -55,7 +65,8 @@ class Pool:
         return len(self.idle) + len(self.busy) + self.starting
 
     def update(self, spec: FunctionSpec) -> list[Worker]:
-        """Adopt a new version; returns idle environments of the old one, for stopping."""
+        """Adopt a new version; returns idle environments of the old one, for stopping (busy
+        ones finish their call and are stopped when they check in)."""
         stale = self.idle if spec.version != self.spec.version else []
         if stale:
             self.idle = []
@@ -114,20 +125,19 @@ class Pool:
                 self.in_flight += 1
                 waiter.set_result(None)
 
-    async def run(self, call: Call) -> tuple[Outcome, float, float | None]:
-        """Run on a warm environment, or a cold one when none is idle.
-
-        Returns the outcome, the environment's max memory used (MB) and, after a cold start,
-        its init duration (ms), as Lambda's REPORT line has them.
-        """
+    async def run(self, call: Call) -> Outcome:
+        """Run on a warm environment, or a cold one when none is idle; after a cold start the
+        outcome carries the init duration, as Lambda's REPORT line has it."""
         try:
             worker, cold = await self._checkout()
         except InitError as exc:
-            return Outcome("failed", 0.0, error=exc.error), 0.0, None
+            return Outcome("failed", 0.0, error=exc.error)
+        except (MissingBundle, RuntimeUnavailable, OSError) as exc:
+            return Outcome("failed", 0.0, error=ErrorInfo("Runtime.InitError", str(exc)))
         self.busy.add(worker)
         try:
-            outcome, memory_mb = await worker.invoke(call, self.spec.memory_mb)
-            return outcome, memory_mb, worker.init_ms if cold else None
+            outcome = await worker.invoke(call)
+            return replace(outcome, init_ms=worker.init_ms) if cold else outcome
         finally:
             self.busy.discard(worker)
             await self._checkin(worker)
@@ -169,12 +179,7 @@ class Pool:
         self.starting += 1
         try:
             async with self._spawning:
-                worker = await Worker.start(
-                    self.function,
-                    self.spec.version,
-                    _init(self.spec),
-                    environment(self.function, self.spec),
-                )
+                worker = await self._launcher.start(self.function, self.spec)
         finally:
             self.starting -= 1
         self._watch_gauges()
@@ -195,7 +200,7 @@ class Pool:
             *(self._start(cold=False) for _ in range(count)), return_exceptions=True
         )
         for result in results:
-            if isinstance(result, Worker):
+            if isinstance(result, Environment):
                 await self._checkin(result)
             else:
                 log.warning("could not start an environment for %s: %s", self.function, result)
@@ -225,24 +230,3 @@ class Pool:
         workers = [*self.idle, *self.busy]
         self.idle, self.busy = [], set()
         await asyncio.gather(*(w.kill() for w in workers))
-
-
-def _init(spec: FunctionSpec) -> dict[str, object]:
-    return {"handler": spec.handler, "memory_mb": spec.memory_mb, "timeout_s": spec.timeout_s}
-
-
-def environment(function: str, spec: FunctionSpec) -> Mapping[str, str]:
-    """Lambda's variables plus the function's own `env`. The child inherits the router's working
-    directory, where `python -m` finds handler modules, as the router does."""
-    return {
-        **os.environ,
-        "AWS_LAMBDA_FUNCTION_NAME": function,
-        "AWS_LAMBDA_FUNCTION_VERSION": str(spec.version),
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout_s),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{spec.version}]{os.getpid()}",
-        "AWS_EXECUTION_ENV": "trigger-router_python3",
-        "AWS_REGION": os.environ.get("AWS_REGION", "local"),
-        **spec.env,
-    }

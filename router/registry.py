@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
+from router.bundles import digest
 from router.names import Names
 from router.specs import AmqpTrigger, FunctionSpec, TriggerSpec, WebhookTrigger
 
@@ -102,18 +103,25 @@ class RegistryStore:
             raise NotFound(f"trigger {name!r} does not exist")
         return TRIGGER.validate_json(raw)
 
-    async def put_function(self, name: str, spec: FunctionSpec) -> tuple[FunctionSpec, bool]:
-        """Store `spec`, bumping its version when it changed. Returns (stored, created)."""
+    async def put_function(
+        self, name: str, spec: FunctionSpec, bundle: bytes | None = None
+    ) -> tuple[FunctionSpec, bool]:
+        """Store `spec` (and its code bundle, the first time that bundle is used), bumping its
+        version when it changed. Returns (stored, created)."""
 
         async def step(pipe: Pipeline) -> tuple[FunctionSpec, bool]:
-            raw = await pipe.hget(self._names.functions, name)
+            functions = await pipe.hgetall(self._names.functions)
+            raw = functions.get(name.encode())
             old = None if raw is None else FunctionSpec.model_validate_json(raw)
             if old is not None and old.same_definition(spec):
                 _multi(pipe)
                 return old, False
             stored = spec.model_copy(update={"version": (old.version if old else 0) + 1})
             _multi(pipe)
+            if bundle is not None and spec.code is not None:
+                pipe.set(self._names.code(digest(spec.code.sha256)), bundle, nx=True)
             pipe.hset(self._names.functions, name, stored.model_dump_json())
+            self._drop_unused_code(pipe, functions, name, old, stored)
             self._bump(pipe)
             return stored, old is None
 
@@ -121,7 +129,9 @@ class RegistryStore:
 
     async def delete_function(self, name: str) -> None:
         async def step(pipe: Pipeline) -> None:
-            if not await pipe.hexists(self._names.functions, name):
+            functions = await pipe.hgetall(self._names.functions)
+            raw = functions.get(name.encode())
+            if raw is None:
                 raise NotFound(f"function {name!r} does not exist")
             users = [
                 trigger
@@ -135,9 +145,36 @@ class RegistryStore:
                 )
             _multi(pipe)
             pipe.hdel(self._names.functions, name)
+            self._drop_unused_code(
+                pipe, functions, name, FunctionSpec.model_validate_json(raw), None
+            )
             self._bump(pipe)
 
         await self._transaction((self._names.functions, self._names.triggers), step)
+
+    def _drop_unused_code(
+        self,
+        pipe: Pipeline,
+        functions: Mapping[bytes | str, bytes | str],
+        name: str,
+        old: FunctionSpec | None,
+        new: FunctionSpec | None,
+    ) -> None:
+        """Queue the deletion of the old bundle when no function uses it any more."""
+        if old is None or old.code is None:
+            return
+        sha = old.code.sha256
+        if new is not None and new.code is not None and new.code.sha256 == sha:
+            return
+        for other, raw in functions.items():
+            if _text(other) != name and (orjson.loads(raw).get("code") or {}).get("sha256") == sha:
+                return
+        pipe.delete(self._names.code(digest(sha)))
+
+    async def code_in_use(self) -> set[str]:
+        """Hashes (base64) of the bundles functions use now."""
+        snapshot = await self.load()
+        return {s.code.sha256 for s in snapshot.functions.values() if s.code is not None}
 
     async def put_trigger(self, name: str, trigger: Trigger) -> bool:
         """Store a trigger whose function exists. Returns whether it was created."""

@@ -10,9 +10,11 @@ from redis.asyncio import Redis
 
 from router.admin import Admin
 from router.broker import Broker
+from router.bundles import Bundles
 from router.consumer import Consumers
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
+from router.executors.cells import Cells
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
@@ -47,6 +49,8 @@ class Services:
     replays: Replays
     usage: Usage
     logs: LogStore
+    bundles: Bundles
+    cells: Cells
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
     draining: bool = False  # shutting down: no new events

@@ -38,6 +38,8 @@ class Settings:
     keep_warm_s: float = 60.0
     max_environments: int = 64
     shutdown_grace_s: float = 25.0
+    code_dir: str = ""  # where this replica unpacks code bundles (see bundles.default_directory)
+    token_file: str = ""  # where a generated admin token is kept (see tokens.default_file)
     log_level: str = "INFO"
     log_format: str = "auto"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -12,14 +12,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from router import filters, signatures
+from router import filters, loader, signatures
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+HANDLER_PATTERN = r"^\S{1,128}$"  # Lambda's; each runtime checks its own form below
 _NAME = re.compile(NAME_PATTERN)
+RUNTIME_PATTERN = r"^(python3\.\d{1,2}|nodejs\d{2}\.x|provided(\.al2|\.al2023)?)$"
 
 # Server-managed fields a client may send back unchanged (GET, edit, PUT) and that we ignore.
-READ_ONLY_FIELDS = ("name", "version", "updated_at")
+READ_ONLY_FIELDS = (
+    "name",
+    "version",
+    "updated_at",
+    "code_sha256",
+    "code_size",
+    "source_sha256",
+)
 
 
 def valid_name(name: str) -> bool:
@@ -48,17 +56,39 @@ class RetryPolicy(Spec):
     max_event_age_s: float = Field(21600.0, gt=0, le=7 * 86400)
 
 
+class Code(Spec):
+    """An uploaded bundle, by content: the zip itself lives once per hash in Redis."""
+
+    sha256: str = Field(description="base64 of the zip's SHA-256, as Lambda's CodeSha256")
+    size: int = Field(ge=1, description="the zip's size in bytes")
+
+
 class FunctionSpec(Spec):
-    handler: str = Field(pattern=HANDLER_PATTERN, description="importable `module:attr`")
+    handler: str = Field(
+        pattern=HANDLER_PATTERN,
+        description="`module:attr` or Lambda's `file.function` (`pkg/mod.fn`, `index.handler`)",
+    )
+    runtime: str | None = Field(
+        None,
+        pattern=RUNTIME_PATTERN,
+        description="python3.x, nodejsNN.x or provided(.al2|.al2023); required with `code`",
+    )
+    code: Code | None = Field(None, description='set with {"zip": "<base64>"} on PUT')
     isolation: Literal["process", "thread", "inline"] = "process"
     timeout_s: float = Field(3.0, gt=0, le=900)
     memory_mb: int = Field(128, ge=32, le=10240)
+    ephemeral_storage_mb: int = Field(
+        512, ge=512, le=10240, description="the environment's private /tmp, as Lambda's"
+    )
     concurrency: Concurrency = Concurrency()
     retry: RetryPolicy = RetryPolicy()
     env: dict[str, str] = Field(default_factory=dict)
     idempotent: bool = False
     description: str = Field("", max_length=1024)
     version: int = Field(0, ge=0, description="bumped by the registry on every change")
+    source_sha256: str | None = Field(
+        None, description="set by the router: the handler module's file, for code on its path"
+    )
 
     @field_validator("env")
     @classmethod
@@ -68,9 +98,45 @@ class FunctionSpec(Spec):
                 raise ValueError(f"invalid environment variable name {key!r}")
         return env
 
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> FunctionSpec:
+        family = runtime_family(self.runtime)
+        if self.code is None and family != "python":
+            raise ValueError(f"runtime {self.runtime!r} runs uploaded code: give `code`")
+        if self.code is not None and self.runtime is None:
+            raise ValueError("`runtime` is required with `code` (e.g. python3.11, nodejs20.x)")
+        if self.code is not None and self.isolation != "process":
+            raise ValueError(
+                "functions with `code` run in process environments: isolation 'process'"
+            )
+        if family == "python" and loader.split(self.handler) is None:
+            raise ValueError(
+                f"handler {self.handler!r} must be `module:attr` or `file.function` "
+                "(e.g. lambda_function.lambda_handler)"
+            )
+        if family == "nodejs" and not NODE_HANDLER.match(self.handler):
+            raise ValueError(
+                f"handler {self.handler!r} must be `file.function`, e.g. index.handler"
+            )
+        return self
+
+    @property
+    def family(self) -> str:
+        """How the function runs: `python`, `nodejs` or `provided`."""
+        return runtime_family(self.runtime)
+
     def same_definition(self, other: FunctionSpec) -> bool:
         """Equal apart from the registry-managed version."""
         return self.model_dump(exclude={"version"}) == other.model_dump(exclude={"version"})
+
+
+NODE_HANDLER = re.compile(r"^[\w./-]*[\w-]\.[A-Za-z_$][\w$.]*$")
+
+
+def runtime_family(runtime: str | None) -> str:
+    if runtime is None or runtime.startswith("python"):
+        return "python"
+    return "nodejs" if runtime.startswith("nodejs") else "provided"
 
 
 REDACTED = "<redacted>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 FNLIB = Path(__file__).resolve().parent / "fnlib"
 GITHUB_SECRET = "it's a secret to everybody"
+ADMIN_TOKEN = f"test-token-{uuid.uuid4().hex}"  # what every test router is started with
 REDIS_URL = os.environ.get("ROUTER_REDIS_URL", "redis://localhost:6379/0")
 AMQP_URL = os.environ.get("ROUTER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 
@@ -41,7 +43,9 @@ class Router:
         self.url = f"http://127.0.0.1:{port}"
         self.process = process
         self.log = log
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.http = httpx.Client(
+            base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
         self.redis = redis.Redis.from_url(REDIS_URL)
 
     def put_function(self, name: str, **spec: Any) -> httpx.Response:
@@ -108,6 +112,8 @@ def start_router(namespace: str, **env: str) -> tuple[subprocess.Popen[bytes], i
         "ROUTER_AMQP_URL": AMQP_URL,
         "PYTHONPATH": os.pathsep.join([str(FNLIB), str(ROOT)]),
         "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+        "ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ROUTER_HANDLERS": "handlers,testfns",
         **env,
     }
     with log.open("wb") as out:
@@ -164,6 +170,7 @@ def cleanup(namespace: str) -> None:
     for exchange in sorted(exchanges):
         channel.exchange_delete(exchange)
     connection.close()
+    shutil.rmtree(f"/var/lib/trigger-router/{namespace}", ignore_errors=True)
 
 
 def listed(command: str, namespace: str) -> list[str]:

@@ -1,14 +1,15 @@
 """Execution environments: where a handler runs, and what comes back.
 
-The invoker hands a `Call` to the local executor (threads, the event loop) or to a pool of
-worker processes and gets an `Outcome` back; nothing else about how a handler runs leaks out.
+Every kind of environment (inline on the event loop, a thread, the Python worker process, a
+Runtime API process) is an `Executor`: `run(call) -> Outcome`. The invoker picks one from a
+table by the function's isolation; nothing else about how a handler runs leaks out.
 """
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from router.errors import steering
 
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     from router.specs import FunctionSpec
 
 Status = Literal["succeeded", "failed", "timed_out"]
+
+
+class Executor(Protocol):
+    async def run(self, call: Call) -> Outcome: ...
 
 
 # Call and Outcome are built once or twice per invocation: slotted, and not frozen (a frozen
@@ -26,6 +31,7 @@ class Call:
     spec: FunctionSpec
     event: Any
     request_id: str
+    client_context: str | None = None  # base64 JSON, as Lambda's X-Amz-Client-Context
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class Outcome:
     error: ErrorInfo | None = None
     duplicate: bool = False  # answered from an idempotent function's stored result
     logs: str = ""  # what the handler printed and logged
+    max_memory_mb: float = 0.0  # of the process environment that ran it
+    init_ms: float | None = None  # after a cold start: the environment's init duration
 
     @property
     def billed_ms(self) -> int:

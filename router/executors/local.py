@@ -24,14 +24,14 @@ from router.executors import Call, ErrorInfo, Outcome, Status
 class LocalExecutor:
     def __init__(self, thread_workers: int) -> None:
         self._threads = ThreadPoolExecutor(thread_workers, thread_name_prefix="handler")
-        self._handlers: dict[str, loader.Handler] = {}
+        self._handlers: dict[tuple[str, int], loader.Handler] = {}
         self._deadlines = Deadlines()
         capture.install()
 
     async def run(self, call: Call) -> Outcome:
         started = time.perf_counter()
         try:
-            handler = self._handler(call.spec.handler)
+            handler = self._handler(call)
         except loader.HandlerError as exc:
             return Outcome("failed", _elapsed_ms(started), error=ErrorInfo(exc.kind, str(exc)))
         spec = call.spec
@@ -65,10 +65,16 @@ class LocalExecutor:
         self._deadlines.stop(task)  # a handler that swallowed the cancellation keeps its result
         return _marshalled(result)
 
-    def _handler(self, reference: str) -> loader.Handler:
-        handler = self._handlers.get(reference)
+    def _handler(self, call: Call) -> loader.Handler:
+        """The function version's handler. A new version loads its module afresh, so a code
+        change is picked up by the next call, as process environments pick it up."""
+        key = (call.function, call.spec.version)
+        handler = self._handlers.get(key)
         if handler is None:
-            handler = self._handlers[reference] = loader.load(reference)
+            stale = [k for k in self._handlers if k[0] == call.function]
+            for old in stale:
+                del self._handlers[old]
+            handler = self._handlers[key] = loader.load(call.spec.handler, fresh=bool(stale))
         return handler
 
     def _start(self, handler: loader.Handler, event: Any, context: LambdaContext) -> Any:

@@ -1,11 +1,14 @@
 """The execution environment's own process: `python -m router.executors.worker`.
 
-It imports the handler once (its init), then runs one invocation at a time for as long as the
-router keeps it. Frames on the protocol are a 4-byte big-endian length and an orjson document;
-the protocol owns the process's original stdin and stdout, and the handler's own prints go to
-stderr, so nothing a handler writes can corrupt it.
+It confines itself (see sandbox.py), imports the handler once (its init), then runs one
+invocation at a time for as long as the router keeps it. Frames on the protocol are a 4-byte
+big-endian length and a JSON document; the protocol owns the process's original stdin and
+stdout. What the handler prints or logs goes to stderr, the environment's output pipe, which
+the router reads as it comes: nothing a handler writes can corrupt the protocol, and what it
+wrote before a crash or a timeout is not lost with it.
 
-Kept to the standard library and orjson so a cold start stays cheap.
+Kept to the standard library and orjson so a cold start stays cheap (and runs without orjson
+on another interpreter than the router's, for a `python3.x` runtime).
 """
 
 from __future__ import annotations
@@ -18,12 +21,23 @@ import time
 import traceback
 from typing import Any
 
-import orjson
-
-from router.capture import capturing, install, text
 from router.context import LambdaContext
 from router.errors import steering
 from router.loader import HandlerError, is_async, load
+
+try:
+    import orjson
+
+    dumps, loads = orjson.dumps, orjson.loads
+except ImportError:  # another interpreter than the router's, without orjson
+    import json
+
+    orjson = None  # type: ignore[assignment]
+    loads = json.loads  # type: ignore[assignment]
+
+    def dumps(value: Any) -> bytes:  # type: ignore[misc]
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
 
 HEADER = struct.Struct(">I")
 MB = 1024 * 1024
@@ -59,14 +73,14 @@ def frame_end(data: bytes | bytearray) -> int | None:
 
 def unpack(buffer: bytearray, end: int) -> Any:
     """The first frame's document, taken out of the buffer."""
-    document = orjson.loads(bytes(buffer[HEADER.size : end]))
+    document = loads(bytes(buffer[HEADER.size : end]))
     del buffer[:end]
     return document
 
 
 def pack(document: Any) -> bytes:
     """One frame: the JSON body after its length (also how the router writes requests)."""
-    body = orjson.dumps(document)
+    body = dumps(document)
     return HEADER.pack(len(body)) + body
 
 
@@ -151,11 +165,10 @@ class Runner:
             init["timeout_s"],
             deadline_ms=request["deadline_ms"],
         )
-        started = time.perf_counter()
-        with capturing() as output:
-            reply = self._outcome(request["event"], context)
-        reply["logs"] = text(output) if output else ""
-        reply["duration_ms"] = (time.perf_counter() - started) * 1000
+        RequestIds.current = request["request_id"]
+        reply = self._outcome(request["event"], context)
+        RequestIds.current = None
+        sys.stderr.flush()  # all its output is in the pipe before the reply is
         reply["max_memory_mb"] = self._peak.read()
         return reply
 
@@ -164,17 +177,65 @@ class Runner:
             result = self._handler(event, context)
             if self._loop is not None:
                 result = self._loop.run_until_complete(result)
-            payload = orjson.dumps(result)
         except MemoryError:
-            limit = self._init["memory_mb"]
-            message = f"the function exceeded its memory limit of {limit} MB"
-            return {"status": "failed", "fatal": True, "error": error("out_of_memory", message)}
-        except orjson.JSONEncodeError as exc:
-            message = f"Unable to marshal response: {exc}"
-            return {"status": "failed", "error": error("Runtime.MarshalError", message)}
+            return out_of_memory(self._init["memory_mb"])
         except BaseException as exc:  # SystemExit from a handler is its failure, not ours
             return {"status": "failed", "error": exception_error(exc)}
-        return {"status": "succeeded", "result": orjson.Fragment(payload)}
+        try:  # only a result that is no JSON is a marshal error (a handler's TypeError is not)
+            payload = dumps(result)
+        except MemoryError:
+            return out_of_memory(self._init["memory_mb"])
+        except (TypeError, ValueError) as exc:
+            message = f"Unable to marshal response: {exc}"
+            return {"status": "failed", "error": error("Runtime.MarshalError", message)}
+        value = orjson.Fragment(payload) if orjson is not None else result
+        return {"status": "succeeded", "result": value}
+
+
+def out_of_memory(limit_mb: int) -> dict[str, Any]:
+    message = f"the function exceeded its memory limit of {limit_mb} MB"
+    return {"status": "failed", "fatal": True, "error": error("out_of_memory", message)}
+
+
+class RequestIds:
+    """The request id of the invocation running, for the log lines it writes."""
+
+    current: str | None = None
+
+
+def log_to_stderr() -> None:
+    """Log records as Lambda's Python runtime writes them: level, time, request id, message."""
+    import logging
+
+    class _RequestId(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.aws_request_id = RequestIds.current
+            return True
+
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestId())
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)  # context.logger.info() is seen, as on Lambda
+
+
+def prepare(init: dict[str, Any]) -> None:
+    """Confine this process and put an uploaded bundle first on the path, before any of the
+    function's code is imported."""
+    if init.get("sandbox"):
+        from router.executors.sandbox import confine
+
+        confine(init["sandbox"])
+    task_root = init.get("task_root")
+    if task_root:
+        os.chdir(task_root)
+        sys.path.insert(0, task_root)
 
 
 def main() -> int:
@@ -184,15 +245,17 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    install()
-    import logging
-
-    logging.getLogger().setLevel(logging.INFO)  # context.logger.info() is seen, as on Lambda
     frames = Frames(requests)
     init = frames.read()
     if init is None:
         return 0
     started = time.perf_counter()
+    try:
+        prepare(init)
+    except Exception as exc:
+        write_frame(replies, {"init_error": error("Runtime.SandboxError", str(exc))})
+        return 1
+    log_to_stderr()
     try:
         handler = load(init["handler"])
     except HandlerError as exc:
@@ -202,6 +265,7 @@ def main() -> int:
     runner = Runner(handler, init)
     init_ms = (time.perf_counter() - started) * 1000
     limit_memory(init["memory_mb"])
+    sys.stderr.flush()
     write_frame(replies, {"ready": True, "init_ms": init_ms, "pid": os.getpid()})
     while (request := frames.read()) is not None:
         reply = runner.run(request)

@@ -1,0 +1,68 @@
+"""Runtimes: which program an execution environment runs, and whether this machine has it.
+
+`python3.x` runs the router's own fast worker (`router.executors.worker`) on that interpreter
+with the bundle first on `sys.path`; `nodejsNN.x` runs the machine's `node` with the runtime
+client shipped in `router/runtimes/nodejs/`; `provided*` runs the bundle's own `bootstrap`. Every
+runtime but Python's worker speaks the Lambda Runtime API to the router.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import router
+
+PACKAGE_PARENT = Path(router.__file__).resolve().parent.parent
+NODE_CLIENT = Path(router.__file__).resolve().parent / "runtimes" / "nodejs" / "runtime.mjs"
+_PYTHON = re.compile(r"^python3\.(\d{1,2})$")
+
+
+class RuntimeUnavailable(Exception):
+    """The machine cannot run this runtime; the message names what it can run."""
+
+
+def own_python() -> str:
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def python_interpreter(runtime: str | None) -> str:
+    """The interpreter for a `python3.x` runtime (the router's own when it matches)."""
+    if runtime is None or runtime == own_python():
+        return sys.executable
+    found = shutil.which(runtime)
+    if found is None:
+        raise RuntimeUnavailable(
+            f"runtime {runtime!r} is not installed on this machine; it has "
+            + ", ".join(available_pythons())
+        )
+    return found
+
+
+def available_pythons() -> list[str]:
+    found = {own_python()}
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        for candidate in Path(directory).glob("python3.*") if directory else ():
+            if _PYTHON.match(candidate.name) and os.access(candidate, os.X_OK):
+                found.add(candidate.name)
+    return sorted(found, key=lambda name: int(name.split(".")[1]))
+
+
+def node() -> str:
+    found = shutil.which("node")
+    if found is None:
+        raise RuntimeUnavailable(
+            "Node.js runtimes need `node` on the router's PATH, and it is not there"
+        )
+    return found
+
+
+def check(runtime: str | None) -> None:
+    """Raise RuntimeUnavailable unless this machine can run `runtime`."""
+    if runtime is None or runtime.startswith("python"):
+        python_interpreter(runtime)
+    elif runtime.startswith("nodejs"):
+        node()
