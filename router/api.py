@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -126,7 +125,7 @@ async def _with_code(
         raise HttpError(400, 'invalid code: give {"zip": "<base64 of a zip>"}', field="code")
     try:
         data = base64.b64decode(code["zip"], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters base64 never has
         raise HttpError(400, "invalid code.zip: not base64", field="code.zip") from None
     bundle = await _bundle(data)
     return {**payload, "code": {"sha256": bundle.sha256, "size": len(data)}}, bundle

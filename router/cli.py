@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import io
 import json
 import os
 import sys
@@ -11,11 +13,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from router import logformat
+from router import logformat, tokens
 from router.settings import Settings, SettingsError
 
 SPEC_FLAGS = {
@@ -72,7 +75,75 @@ def parser() -> argparse.ArgumentParser:
     get.set_defaults(run=lambda a: _print(_call(a, "GET", f"/invocations/{a.id}")))
     _dlq_parser(commands)
     _observe_parsers(commands)
+    _deploy_parser(commands)
     return top
+
+
+def _deploy_parser(commands: Any) -> None:
+    deploy = _client(
+        commands.add_parser("deploy", help="upload code (a folder or a .zip) as a function")
+    )
+    deploy.add_argument("name")
+    deploy.add_argument("path", help="a folder to zip, or a .zip file")
+    deploy.add_argument("--runtime", help="python3.11, nodejs20.x, provided.al2023, ...")
+    deploy.add_argument("--handler", help="e.g. lambda_function.lambda_handler, index.handler")
+    deploy.add_argument("--timeout-s", type=float)
+    deploy.add_argument("--memory-mb", type=int)
+    deploy.add_argument("--description")
+    deploy.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="a variable (repeat)"
+    )
+    deploy.set_defaults(run=run_deploy)
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    """Create the function, or update its code and the given fields; prints the new hash."""
+    data = bundle(Path(args.path))
+    spec = _existing(args) or {}
+    for field in ("runtime", "handler", "timeout_s", "memory_mb", "description"):
+        if getattr(args, field) is not None:
+            spec[field] = getattr(args, field)
+    for item in args.env:
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise CliError(f"--env takes KEY=VALUE, got {item!r}")
+        spec.setdefault("env", {})[key] = value
+    spec["code"] = {"zip": base64.b64encode(data).decode()}
+    stored = _call(args, "PUT", f"/functions/{args.name}", spec)
+    print(stored["code_sha256"])
+    return 0
+
+
+def _existing(args: argparse.Namespace) -> dict[str, Any] | None:
+    try:
+        current: dict[str, Any] = _call(args, "GET", f"/functions/{args.name}")
+    except CliError as exc:
+        if str(exc).startswith("HTTP 404"):
+            return None
+        raise
+    return current
+
+
+def bundle(path: Path) -> bytes:
+    """A .zip file's bytes, or a folder zipped with its files' modes (a bootstrap stays
+    executable) and relative symlinks."""
+    if path.is_file():
+        return path.read_bytes()
+    if not path.is_dir():
+        raise CliError(f"{path} is neither a folder nor a .zip file")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_dir() and not file.is_symlink():
+                continue
+            info = zipfile.ZipInfo(file.relative_to(path).as_posix())
+            info.create_system = 3  # unix: the mode below is read back
+            mode = file.lstat().st_mode
+            info.external_attr = (mode & 0xFFFF) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            content = os.readlink(file).encode() if file.is_symlink() else file.read_bytes()
+            archive.writestr(info, content)
+    return buffer.getvalue()
 
 
 def _observe_parsers(commands: Any) -> None:
@@ -204,8 +275,9 @@ def _client(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--token",
-        default=os.environ.get("ROUTER_ADMIN_TOKEN", ""),
-        help="admin token (ROUTER_ADMIN_TOKEN)",
+        default=os.environ.get("ROUTER_ADMIN_TOKEN")
+        or tokens.read(tokens.token_file(os.environ.get("ROUTER_TOKEN_FILE", ""))),
+        help="admin token (ROUTER_ADMIN_TOKEN; else the one `serve` generated on this host)",
     )
     return sub
 

@@ -31,8 +31,8 @@ def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str,
 ERRORS = {
     "400": _answer("invalid input; the body names the field", _ref("Error")),
     "401": _answer("missing or wrong bearer token", _ref("Error")),
-    "403": _answer("no token configured and the client is not loopback", _ref("Error")),
     "404": _answer("not found", _ref("Error")),
+    "413": _answer("the body is over a limit (the error names it)", _ref("Error")),
     "503": _answer("Redis or RabbitMQ unavailable", _ref("Error")),
 }
 NAME = {
@@ -245,6 +245,74 @@ def _record(schema: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _function_input(schema: dict[str, Any]) -> dict[str, Any]:
+    """What PUT takes: `code` is an upload (or null to remove it); the rest as stored."""
+    upload = copy.deepcopy(schema)
+    upload["properties"].pop("source_sha256", None)
+    upload["properties"]["code"] = {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["zip"],
+                "additionalProperties": False,
+                "properties": {
+                    "zip": {"type": "string", "contentEncoding": "base64", "description": "a zip"}
+                },
+            },
+            {"type": "null"},
+        ],
+        "description": "upload code; omitted keeps the current code, null removes it",
+    }
+    return upload
+
+
+def _function_record(schema: dict[str, Any]) -> dict[str, Any]:
+    """What GET answers: the code by hash and size, never the bytes."""
+    record = _record(schema)
+    record["properties"].pop("code", None)
+    record["properties"].pop("source_sha256", None)
+    record["properties"]["code_sha256"] = {
+        "type": ["string", "null"],
+        "description": "base64 SHA-256 of the code (Lambda's CodeSha256)",
+    }
+    record["properties"]["code_size"] = {"type": ["integer", "null"]}
+    return record
+
+
+def _code() -> dict[str, Any]:
+    return {
+        "/functions/{name}/code": {
+            "parameters": [NAME],
+            "get": {
+                "summary": "Download the function's code (a zip)",
+                "operationId": "get_code",
+                "responses": {
+                    "200": {
+                        "description": "the zip",
+                        "content": {"application/zip": {"schema": {"type": "string"}}},
+                    },
+                    **ERRORS,
+                },
+            },
+            "put": {
+                "summary": "Replace only the code (Lambda's UpdateFunctionCode)",
+                "operationId": "put_code",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        media: {"schema": {"type": "string", "format": "binary"}}
+                        for media in ("application/zip", "application/octet-stream")
+                    },
+                },
+                "responses": {
+                    "200": _answer("updated", _ref("FunctionRecord")),
+                    **ERRORS,
+                },
+            },
+        }
+    }
+
+
 def _observability() -> dict[str, Any]:
     query = [
         {"name": "request_id", "in": "query", "required": False, "schema": {"type": "string"}},
@@ -341,6 +409,8 @@ def _schemas() -> dict[str, Any]:
     for schema in (function, trigger, invocation):
         defs.update(schema.pop("$defs", {}))
     records = {f"{kind}Record": _record(defs[kind]) for kind in ("WebhookTrigger", "AmqpTrigger")}
+    function_record = _function_record(function)
+    function = _function_input(function)
     trigger_record = {
         "oneOf": [_ref(name) for name in records],
         "discriminator": {
@@ -352,7 +422,7 @@ def _schemas() -> dict[str, Any]:
         **defs,
         **records,
         "Function": function,
-        "FunctionRecord": _record(function),
+        "FunctionRecord": function_record,
         "Trigger": trigger,
         "TriggerRecord": trigger_record,
         "Invocation": invocation,
@@ -412,6 +482,7 @@ def build() -> dict[str, Any]:
         "paths": {
             **_crud("function", "Function", "functions"),
             **_crud("trigger", "Trigger", "triggers"),
+            **_code(),
             **_invoke(),
             **_invocations(),
             **_dlq(),

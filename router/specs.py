@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from router import filters, loader, signatures
 
@@ -64,16 +71,18 @@ class Code(Spec):
 
 
 class FunctionSpec(Spec):
+    # Validated in this order, each against those before it: code, runtime, handler, isolation.
+    code: Code | None = Field(None, description='set with {"zip": "<base64>"} on PUT')
+    runtime: str | None = Field(
+        None,
+        pattern=RUNTIME_PATTERN,
+        validate_default=True,
+        description="python3.x, nodejsNN.x or provided(.al2|.al2023); required with `code`",
+    )
     handler: str = Field(
         pattern=HANDLER_PATTERN,
         description="`module:attr` or Lambda's `file.function` (`pkg/mod.fn`, `index.handler`)",
     )
-    runtime: str | None = Field(
-        None,
-        pattern=RUNTIME_PATTERN,
-        description="python3.x, nodejsNN.x or provided(.al2|.al2023); required with `code`",
-    )
-    code: Code | None = Field(None, description='set with {"zip": "<base64>"} on PUT')
     isolation: Literal["process", "thread", "inline"] = "process"
     timeout_s: float = Field(3.0, gt=0, le=900)
     memory_mb: int = Field(128, ge=32, le=10240)
@@ -98,27 +107,35 @@ class FunctionSpec(Spec):
                 raise ValueError(f"invalid environment variable name {key!r}")
         return env
 
-    @model_validator(mode="after")
-    def _runtime_fits(self) -> FunctionSpec:
-        family = runtime_family(self.runtime)
-        if self.code is None and family != "python":
-            raise ValueError(f"runtime {self.runtime!r} runs uploaded code: give `code`")
-        if self.code is not None and self.runtime is None:
-            raise ValueError("`runtime` is required with `code` (e.g. python3.11, nodejs20.x)")
-        if self.code is not None and self.isolation != "process":
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_fits(cls, runtime: str | None, info: ValidationInfo) -> str | None:
+        code = info.data.get("code")
+        if code is not None and runtime is None:
+            raise ValueError("required with `code` (e.g. python3.11, nodejs20.x, provided.al2023)")
+        if code is None and runtime_family(runtime) != "python":
+            raise ValueError(f"{runtime!r} runs uploaded code: give `code` too")
+        return runtime
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_fits(cls, handler: str, info: ValidationInfo) -> str:
+        family = runtime_family(info.data.get("runtime"))
+        if family == "python" and loader.split(handler) is None:
             raise ValueError(
-                "functions with `code` run in process environments: isolation 'process'"
-            )
-        if family == "python" and loader.split(self.handler) is None:
-            raise ValueError(
-                f"handler {self.handler!r} must be `module:attr` or `file.function` "
+                f"{handler!r} must be `module:attr` or `file.function` "
                 "(e.g. lambda_function.lambda_handler)"
             )
-        if family == "nodejs" and not NODE_HANDLER.match(self.handler):
-            raise ValueError(
-                f"handler {self.handler!r} must be `file.function`, e.g. index.handler"
-            )
-        return self
+        if family == "nodejs" and not NODE_HANDLER.match(handler):
+            raise ValueError(f"{handler!r} must be `file.function` (e.g. index.handler)")
+        return handler
+
+    @field_validator("isolation")
+    @classmethod
+    def _isolation_fits(cls, isolation: str, info: ValidationInfo) -> str:
+        if info.data.get("code") is not None and isolation != "process":
+            raise ValueError("functions with `code` run in processes: isolation must be 'process'")
+        return isolation
 
     @property
     def family(self) -> str:

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FNLIB = Path(__file__).resolve().parent / "fnlib"
 GITHUB_SECRET = "it's a secret to everybody"
 ADMIN_TOKEN = f"test-token-{uuid.uuid4().hex}"  # what every test router is started with
+os.environ["ROUTER_ADMIN_TOKEN"] = ADMIN_TOKEN  # and what the CLI the tests run sends
 REDIS_URL = os.environ.get("ROUTER_REDIS_URL", "redis://localhost:6379/0")
 AMQP_URL = os.environ.get("ROUTER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 

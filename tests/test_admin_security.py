@@ -18,7 +18,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from router.guards import _loopback
 from tests.conftest import AMQP_URL, ROOT, Router, cleanup, start_router, stop, wait_ready
 
 TOKEN = "s3cret-admin-token"
@@ -105,25 +104,6 @@ def test_the_token_opens_the_api_and_only_it(secured: Router) -> None:
     )
     assert refused.returncode == 1
     assert "HTTP 401" in refused.stderr
-
-
-@pytest.mark.parametrize(
-    ("remote", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("127.8.9.10", True),
-        ("::1", True),
-        ("10.1.2.3", False),
-        ("192.168.0.1", False),
-        ("8.8.8.8", False),
-        (None, False),
-        ("not-an-ip", False),
-    ],
-)
-def test_without_a_token_only_loopback_clients_are_answered(
-    remote: str | None, loopback: bool
-) -> None:
-    assert _loopback(remote) is loopback
 
 
 def schemathesis(secured: Router, *args: str) -> subprocess.CompletedProcess[str]:

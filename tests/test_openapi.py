@@ -17,7 +17,7 @@ def test_every_admin_route_is_documented(router: Router) -> None:
         for method in item
         if method != "parameters"
     }
-    app = create_app(Settings())
+    app = create_app(Settings(admin_token="documented"))
     served = {
         (route.resource.canonical[len(PREFIX) :], route.method)
         for route in app.router.routes()

@@ -8,16 +8,23 @@ import mmap
 import os
 import signal
 import struct
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
+from redis.asyncio import Redis
 
+from router.bundles import Bundles
 from router.executors import Call, Outcome
+from router.executors.cells import Cells
+from router.executors.launcher import Launcher
 from router.executors.process import _Pipes
 from router.executors.worker import Frames, PeakMemory
 from router.metrics import Metrics
+from router.names import Names
 from router.pool import Pool
 from router.specs import FunctionSpec
 
@@ -40,7 +47,9 @@ def with_pool(
     handler: str, test: Callable[[Pool], Awaitable[None]], timeout_s: float = 5, max_: int = 1
 ) -> None:
     async def run() -> None:
-        pool = Pool("envtest", spec(handler, timeout_s, max_), Metrics(), asyncio.Semaphore(2))
+        pool = Pool(
+            "envtest", spec(handler, timeout_s, max_), Metrics(), asyncio.Semaphore(2), launcher()
+        )
         try:
             await test(pool)
         finally:
@@ -49,8 +58,15 @@ def with_pool(
     asyncio.run(run())
 
 
+def launcher() -> Launcher:
+    """Environments of code on the router's path (never touch Redis, so none is needed)."""
+    directory = Path(tempfile.mkdtemp()) / "code"
+    return Launcher(Bundles(Redis(), Names("envtest"), directory), Cells("envtest"))
+
+
 async def call(pool: Pool, event: Any) -> tuple[Outcome, float, float | None]:
-    return await pool.run(Call(pool.function, pool.spec, event, "req-1"))
+    outcome = await pool.run(Call(pool.function, pool.spec, event, "req-1"))
+    return outcome, outcome.max_memory_mb, outcome.init_ms
 
 
 def test_large_events_and_results_cross_in_pieces() -> None:

@@ -35,11 +35,14 @@ class Launcher:
         self._bundles = bundles
         self._cells = cells
         self._python_path = _python_path(bundles.directory.parent / "pythonpath")
+        # A worker that drops to a uid of its own must still read the interpreter's library.
+        self._python_shared = readable_by_all(_python_files())
 
     async def start(self, function: str, spec: FunctionSpec) -> AnyEnvironment:
         task_root = await self._bundles.path(spec.code.sha256) if spec.code else None
+        own_uid = spec.family != "python" or self._python_shared
         cell = self._cells.create(
-            untrusted=spec.code is not None,
+            untrusted=spec.code is not None and own_uid,
             storage_mb=spec.ephemeral_storage_mb,
             task_root=task_root,
         )
@@ -158,6 +161,29 @@ def bundle_variables(function: str, spec: FunctionSpec, task_root: Path) -> dict
         "LAMBDA_RUNTIME_DIR": str(runtimes.NODE_CLIENT.parent.parent),
         **lambda_variables(function, spec),
     }
+
+
+def _python_files() -> list[Path]:
+    import orjson
+
+    return [
+        Path(sys.executable).resolve(),
+        Path(os.__file__).resolve(),  # the standard library
+        Path(orjson.__file__).resolve(),
+        runtimes.PACKAGE_PARENT / "router" / "__init__.py",
+    ]
+
+
+def readable_by_all(paths: list[Path]) -> bool:
+    """Whether any user can read these files (every directory above them searchable)."""
+    import stat
+
+    for path in paths:
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        if any(not parent.stat().st_mode & stat.S_IXOTH for parent in path.parents):
+            return False
+    return True
 
 
 def _inherited() -> dict[str, str]:

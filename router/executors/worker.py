@@ -94,8 +94,12 @@ def error(kind: str, message: str, trace: list[str] | None = None) -> dict[str, 
     return {"type": kind, "message": message, "trace": trace or []}
 
 
-def exception_error(exc: BaseException) -> dict[str, Any]:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+def exception_error(exc: BaseException, own_frames: int = 0) -> dict[str, Any]:
+    """The error as Lambda reports it; `own_frames` of the worker's are left out of the trace."""
+    trace = exc.__traceback__
+    for _ in range(own_frames):
+        trace = trace.tb_next if trace is not None and trace.tb_next is not None else trace
+    lines = traceback.format_exception(type(exc), exc, trace)
     described = error(type(exc).__name__, str(exc), [line.rstrip("\n") for line in lines])
     return {**described, **steering(exc)}
 
@@ -180,7 +184,7 @@ class Runner:
         except MemoryError:
             return out_of_memory(self._init["memory_mb"])
         except BaseException as exc:  # SystemExit from a handler is its failure, not ours
-            return {"status": "failed", "error": exception_error(exc)}
+            return {"status": "failed", "error": exception_error(exc, own_frames=1)}
         try:  # only a result that is no JSON is a marshal error (a handler's TypeError is not)
             payload = dumps(result)
         except MemoryError:

@@ -115,6 +115,8 @@ def environment(event: Any, context: Any) -> dict[str, Any]:
         "AWS_LAMBDA_LOG_STREAM_NAME",
         "GREETING",
     )
+    if isinstance(event, dict) and "names" in event:
+        names = tuple(event["names"])
     return {
         "env": {name: os.environ.get(name) for name in names},
         "pid": os.getpid(),
