@@ -54,13 +54,15 @@ class Post:
 class RuntimeApi:
     """The router's side of the Runtime API, as much as a client needs: GET next hands out the
     queued events (long-polling while there are none; a 500 once `close()` was called), every
-    POST is recorded and answered 202 (or the status `statuses` gives for its request id)."""
+    POST is recorded and answered 202 (or the status `statuses` gives for its request id; or,
+    once, not at all, the connection closed, for a request id in `hang_ups`)."""
 
     def __init__(self) -> None:
         self.events: queue.Queue[Event | None] = queue.Queue()
         self.posts: list[Post] = []
         self.client_ports: list[int] = []
         self.statuses: dict[str, int] = {}
+        self.hang_ups: set[str] = set()
         self.changed = threading.Condition()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
@@ -118,6 +120,10 @@ class RuntimeApi:
                     self.client_address[1],
                 )
                 request_id = self.path.split("/")[4] if "/invocation/" in self.path else ""
+                if request_id in api.hang_ups:  # as a server closing an idle connection would
+                    api.hang_ups.discard(request_id)
+                    self.close_connection = True
+                    return
                 self._answer(api.statuses.get(request_id, 202), {"status": "OK"})
                 with api.changed:
                     api.posts.append(post)
@@ -378,9 +384,20 @@ def test_handler_errors(api: RuntimeApi, handler: str, error_type: str, message:
     assert outcome.returncode == 1  # only the 500 ended it: errors do not
 
 
-def test_a_thrown_non_error_is_reported_by_its_type(api: RuntimeApi) -> None:
-    body = error(invoke(api, "index.throwString", {}).posts[0])
-    assert body == {"errorType": "string", "errorMessage": "plain string", "trace": []}
+@pytest.mark.parametrize(
+    ("handler", "error_type", "message"),
+    [
+        ("index.throwString", "string", "plain string"),
+        ("index.throwSymbol", "symbol", "Symbol(odd)"),
+    ],
+)
+def test_a_thrown_non_error_is_reported_by_its_type(
+    api: RuntimeApi, handler: str, error_type: str, message: str
+) -> None:
+    outcome = invoke(api, handler, {})
+    body = error(outcome.posts[0])
+    assert body == {"errorType": error_type, "errorMessage": message, "trace": []}
+    assert f'Invoke Error \t{{"errorType":"{error_type}"' in outcome.stdout
 
 
 def test_an_error_name_no_header_can_carry_is_escaped_in_the_header_only(
@@ -534,6 +551,18 @@ def test_a_4xx_on_an_answer_is_logged_and_the_client_goes_on(api: RuntimeApi) ->
     assert f"Runtime API answered 413 to POST {BASE}/invocation/{refused.request_id}" in (
         outcome.stderr
     )
+
+
+def test_an_answer_whose_kept_alive_connection_was_closed_is_sent_again(
+    api: RuntimeApi,
+) -> None:
+    first = api.add({"n": 1})
+    api.hang_ups.add(first.request_id)
+    second = api.add({"n": 2})
+    outcome = Client(api, "index.echo").finish(2)
+    assert response(outcome.posts[0], first)["event"] == {"n": 1}
+    assert response(outcome.posts[1], second)["event"] == {"n": 2}
+    assert len(set(api.client_ports)) == 2  # the closed connection, then a new one
 
 
 def test_a_500_on_an_answer_ends_the_client(api: RuntimeApi) -> None:

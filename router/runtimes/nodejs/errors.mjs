@@ -66,13 +66,17 @@ export function errorBody(error) {
 }
 
 // How an error is logged next to "Invoke Error": its JSON with the non-enumerable fields of an
-// Error made visible, after a tab (the text Lambda's own runtime prints).
+// Error made visible, after a tab (the text Lambda's own runtime prints). Anything else thrown
+// is logged as its error body.
 export function errorLogText(error) {
   try {
-    return '\t' + JSON.stringify(error, (_key, value) => withErrorFields(value));
+    if (error instanceof Error) {
+      return '\t' + JSON.stringify(error, (_key, value) => withErrorFields(value));
+    }
   } catch {
-    return '\t' + JSON.stringify(errorBody(error));
+    // a circular or BigInt field: the body below
   }
+  return '\t' + JSON.stringify(errorBody(error));
 }
 
 function withErrorFields(value) {

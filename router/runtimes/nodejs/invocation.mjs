@@ -125,7 +125,7 @@ export class Invocation {
   }
 
   #answerError(error) {
-    console.error('Invoke Error', errorLogText(error instanceof Error ? error : new Error(error)));
+    console.error('Invoke Error', errorLogText(error));
     this.#send(this.api.reportError(this.id, error));
   }
 

@@ -129,3 +129,7 @@ exports.unhandled = async () => {
 };
 
 exports.notAFunction = 42;
+
+exports.throwSymbol = async () => {
+  throw Symbol('odd');
+};
