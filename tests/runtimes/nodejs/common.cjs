@@ -1,0 +1,3 @@
+'use strict';
+
+exports.handler = async (event) => ({ event, commonjs: typeof require === 'function' });

@@ -1,0 +1,3 @@
+'use strict';
+
+exports.handler = async () => 'folder/index.js';

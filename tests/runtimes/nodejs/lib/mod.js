@@ -1,0 +1,7 @@
+'use strict';
+
+exports.plain = async () => 'lib/mod.plain';
+
+exports.nested = {
+  fn: async () => 'lib/mod.nested.fn',
+};

@@ -1,0 +1,5 @@
+'use strict';
+
+exports.handler = async (event) => {
+  return { event
+};
