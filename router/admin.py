@@ -6,6 +6,7 @@ trigger's function, the AMQP topology), so nothing is ever half-registered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from router import loader, runtimes
@@ -32,7 +33,8 @@ class Admin:
         self, name: str, spec: FunctionSpec, bundle: Bundle | None = None
     ) -> tuple[FunctionSpec, bool]:
         spec = await self._completed(name, spec)
-        self._check_runnable(spec, bundle)
+        # Finding an interpreter or a module touches the disk (and may start a process).
+        await asyncio.to_thread(self._check_runnable, spec, bundle)
         try:
             await self._broker.declare_function(name)
         except BrokerError as exc:

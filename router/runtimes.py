@@ -8,9 +8,11 @@ runtime but Python's worker speaks the Lambda Runtime API to the router.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,7 +35,7 @@ def python_interpreter(runtime: str | None) -> str:
     """The interpreter for a `python3.x` runtime (the router's own when it matches)."""
     if runtime is None or runtime == own_python():
         return sys.executable
-    found = shutil.which(runtime)
+    found = _interpreter(runtime)
     if found is None:
         raise RuntimeUnavailable(
             f"runtime {runtime!r} is not installed on this machine; it has "
@@ -43,12 +45,33 @@ def python_interpreter(runtime: str | None) -> str:
 
 
 def available_pythons() -> list[str]:
-    found = {own_python()}
+    names = {own_python()}
     for directory in os.environ.get("PATH", "").split(os.pathsep):
         for candidate in Path(directory).glob("python3.*") if directory else ():
-            if _PYTHON.match(candidate.name) and os.access(candidate, os.X_OK):
-                found.add(candidate.name)
-    return sorted(found, key=lambda name: int(name.split(".")[1]))
+            if _PYTHON.match(candidate.name) and _interpreter(candidate.name):
+                names.add(candidate.name)
+    return sorted(names, key=lambda name: int(name.split(".")[1]))
+
+
+@functools.cache
+def _interpreter(name: str) -> str | None:
+    """The real executable behind `name` on PATH, if it runs and is that version (a version
+    manager's shim may be on PATH for a version it will not run)."""
+    found = shutil.which(name)
+    if found is None:
+        return None
+    wanted = name.removeprefix("python")
+    probe = "import sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])"
+    try:
+        run = subprocess.run(
+            [found, "-c", probe], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = run.stdout.split()
+    if run.returncode != 0 or len(lines) != 2 or lines[1] != wanted:
+        return None
+    return lines[0]
 
 
 def node() -> str:

@@ -24,7 +24,7 @@ from router import filters, loader, signatures
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 HANDLER_PATTERN = r"^\S{1,128}$"  # Lambda's; each runtime checks its own form below
 _NAME = re.compile(NAME_PATTERN)
-RUNTIME_PATTERN = r"^(python3\.\d{1,2}|nodejs\d{2}\.x|provided(\.al2|\.al2023)?)$"
+RUNTIME_PATTERN = r"^(python3\.(9|1\d)|nodejs\d{2}\.x|provided(\.al2|\.al2023)?)$"
 
 # Server-managed fields a client may send back unchanged (GET, edit, PUT) and that we ignore.
 READ_ONLY_FIELDS = (

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,16 @@ import httpx
 import pytest
 
 from router.cli import bundle
-from tests.conftest import ADMIN_TOKEN, ROOT, Router, cleanup, start_router, stop, unique, wait_ready
+from tests.conftest import (
+    ADMIN_TOKEN,
+    ROOT,
+    Router,
+    cleanup,
+    start_router,
+    stop,
+    unique,
+    wait_ready,
+)
 
 RUNTIMES = Path(__file__).resolve().parent / "runtimes"
 
@@ -36,6 +44,12 @@ def deploy(router: Router, name: str, code: bytes, **spec: Any) -> dict[str, Any
     assert response.status_code in (200, 201), response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def bash(router: Router, name: str, handler: str, **spec: Any) -> dict[str, Any]:
+    """The tutorial's bootstrap with one of function.sh's handlers."""
+    code = bundle(RUNTIMES / "bash")
+    return deploy(router, name, code, runtime="provided.al2023", handler=handler, **spec)
 
 
 def invoke(router: Router, name: str, event: Any = None) -> httpx.Response:
@@ -114,9 +128,7 @@ def ric_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_tutorial_bash_bootstrap(router: Router) -> None:
     name = unique("bash")
-    stored = deploy(
-        router, name, bundle(RUNTIMES / "bash"), runtime="provided.al2023", handler="function.handler"
-    )
+    stored = bash(router, name, "function.handler")
     assert stored["code_size"] > 0
     response = invoke(router, name, {"hello": "bash"})
     assert response.status_code == 200, response.text
@@ -125,7 +137,7 @@ def test_the_tutorial_bash_bootstrap(router: Router) -> None:
     text = logs(router, name, request_id)
     assert f"START RequestId: {request_id}" in text
     assert '{"hello":"bash"}' in text  # what the handler wrote to stderr
-    assert re.search(rf"REPORT RequestId: {request_id}\tDuration: .* Init Duration: ", text)
+    assert re.search(rf"REPORT RequestId: {request_id}\tDuration: .*\tInit Duration: ", text)
     again = invoke(router, name, {"n": 2})  # warm: the same environment
     assert again.json() == """Echoing request: '{"n":2}'"""
 
@@ -174,6 +186,33 @@ def test_a_ruby_script_against_the_runtime_api(router: Router) -> None:
     assert "ruby handling" in logs(router, name, response.headers["X-Request-Id"])
 
 
+def test_nodejs_async_callback_and_esm_handlers(router: Router) -> None:
+    code = bundle(RUNTIMES / "node")
+    name = unique("node")
+    deploy(router, name, code, runtime="nodejs20.x", handler="index.handler")
+    response = invoke(router, name, {"lang": "js"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["runtime"] == "nodejs"
+    assert body["event"] == {"lang": "js"}
+    assert body["functionName"] == name
+    assert body["memoryLimitInMB"] == "128"
+    assert body["awsRequestId"] == response.headers["X-Request-Id"]
+    assert 0 < body["remaining"] <= 3000
+    text = logs(router, name, response.headers["X-Request-Id"])
+    assert f"\t{response.headers['X-Request-Id']}\tINFO\tnode got" in text
+    failed = invoke(router, name, {"fail": "bad input"})
+    assert failed.status_code == 502
+    assert failed.json()["errorType"] == "TypeError"
+    assert failed.json()["errorMessage"] == "bad input"
+    for handler, style in (("callback.handler", "callback"), ("esm.handler", "esm")):
+        other = unique("node")
+        deploy(router, other, code, runtime="nodejs22.x", handler=handler)
+        answer = invoke(router, other, {"h": handler})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"style": style, "event": {"h": handler}}
+
+
 @pytest.mark.parametrize(
     "handler",
     ["lambda_function.lambda_handler", "pkg/mod.fn", "pkg.mod.fn", "pkg.mod:fn"],
@@ -199,7 +238,9 @@ def test_a_python_bundle_cannot_shadow_the_worker_before_it_is_confined(
     """Nothing of the bundle is importable until the worker has confined itself."""
     name = unique("shadow")
     code = folder(tmp_path, "python", **{"orjson.py": "raise SystemExit('imported too early')"})
-    deploy(router, name, bundle(code), runtime="python3.11", handler="lambda_function.lambda_handler")
+    deploy(
+        router, name, bundle(code), runtime="python3.11", handler="lambda_function.lambda_handler"
+    )
     response = invoke(router, name)
     assert response.status_code == 200, response.text
 
@@ -351,8 +392,10 @@ def test_a_code_change_reaches_thread_handlers_too(router: Router, tmp_path: Pat
         module.unlink(missing_ok=True)
 
 
-def test_a_bundle_is_stored_once_and_deleted_with_its_last_user(router: Router) -> None:
-    code = bundle(RUNTIMES / "python")
+def test_a_bundle_is_stored_once_and_deleted_with_its_last_user(
+    router: Router, tmp_path: Path
+) -> None:
+    code = bundle(folder(tmp_path, "python", **{"this-test.txt": unique("only here")}))
     sha = base64.b64encode(hashlib.sha256(code).digest()).decode()
     key = f"{router.namespace}:code:{hashlib.sha256(code).hexdigest()}"
     names = [unique("same"), unique("same")]
@@ -392,7 +435,9 @@ def test_code_is_kept_when_a_spec_is_put_without_it(router: Router) -> None:
 
 def test_the_runtime_api_serves_only_its_own_environment(router: Router) -> None:
     name = unique("probe")
-    deploy(router, name, bundle(RUNTIMES / "bash"), runtime="provided.al2023", handler="function.probe")
+    deploy(
+        router, name, bundle(RUNTIMES / "bash"), runtime="provided.al2023", handler="function.probe"
+    )
     token_file = Path.home() / ".config" / "trigger-router" / "admin-token"
     event = {"token_file": str(token_file), "router_pid": router.process.pid, "admin": router.url}
     response = invoke(router, name, event)
@@ -410,7 +455,9 @@ def test_the_runtime_api_serves_only_its_own_environment(router: Router) -> None
 
 def test_function_code_gets_no_admin_access(router: Router) -> None:
     name = unique("noadmin")
-    deploy(router, name, bundle(RUNTIMES / "bash"), runtime="provided.al2023", handler="function.probe")
+    deploy(
+        router, name, bundle(RUNTIMES / "bash"), runtime="provided.al2023", handler="function.probe"
+    )
     token_file = Path.home() / ".config" / "trigger-router" / "admin-token"
     event = {"token_file": str(token_file), "router_pid": router.process.pid, "admin": router.url}
     seen = invoke(router, name, event).json()
@@ -423,10 +470,18 @@ def test_function_code_gets_no_admin_access(router: Router) -> None:
 
 
 def test_a_runtime_the_machine_lacks_is_refused_at_deploy(router: Router) -> None:
+    code = base64.b64encode(bundle(RUNTIMES / "python")).decode()
+    handler = "lambda_function.lambda_handler"
+    too_old = router.http.put(
+        f"/api/v1/functions/{unique('old')}",
+        json={"runtime": "python3.7", "handler": handler, "code": {"zip": code}},
+    )
+    assert too_old.status_code == 400
+    assert too_old.json()["field"] == "runtime"
     response = router.http.put(
         f"/api/v1/functions/{unique('old')}",
         json={
-            "runtime": "python3.7",
+            "runtime": "python3.19",
             "handler": "lambda_function.lambda_handler",
             "code": {"zip": base64.b64encode(bundle(RUNTIMES / "python")).decode()},
         },
@@ -434,6 +489,28 @@ def test_a_runtime_the_machine_lacks_is_refused_at_deploy(router: Router) -> Non
     assert response.status_code == 400
     assert response.json()["field"] == "runtime"
     assert "python3.11" in response.json()["error"]  # it names what it has
+
+
+def test_another_python_runs_on_its_own_interpreter(tmp_path: Path) -> None:
+    """python3.12 on a machine that has it, though the router runs on 3.11 (without orjson
+    there, the worker speaks the standard library's json)."""
+    installed = sorted(Path("/").glob("root/.pyenv/versions/3.12*/bin/python3.12"))
+    assert installed, "this machine kind has python3.12 under pyenv; the test needs it"
+    namespace = unique("py312")
+    path = f"{installed[0].parent}:{os.environ['PATH']}"
+    process, port, log = start_router(namespace, PATH=path)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, log)
+        router = Router(namespace, port, process, log)
+        source = "import sys\ndef handler(event, context):\n    return list(sys.version_info[:2])\n"
+        code = bundle(folder(tmp_path, "python", **{"which.py": source}))
+        deploy(router, "py312", code, runtime="python3.12", handler="which.handler")
+        response = invoke(router, "py312")
+        assert response.status_code == 200, response.text
+        assert response.json() == [3, 12]
+    finally:
+        stop(process)
+        cleanup(namespace)
 
 
 def test_node_is_required_for_nodejs_runtimes() -> None:
@@ -493,7 +570,7 @@ def test_the_cli_deploys_a_folder_and_a_zip(router: Router, tmp_path: Path) -> N
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     sha = created.stdout.strip()
-    assert base64.b64decode(sha) and len(base64.b64decode(sha)) == 32
+    assert len(base64.b64decode(sha)) == 32
     assert invoke(router, name, {"via": "cli"}).json() == """Echoing request: '{"via":"cli"}'"""
     archive = tmp_path / "code.zip"
     archive.write_bytes(bundle(RUNTIMES / "ruby"))
@@ -523,18 +600,14 @@ def test_runtime_functions_run_async_with_retries_and_dead_letters(
     )
     ok = router.http.post(f"/api/v1/functions/{name}/invoke?mode=async", json={"a": 1})
     assert ok.status_code == 202
-    assert router.invocation(ok.json()["invocation_id"], ("succeeded",))["result"]["runtime"] == "go"
+    assert (
+        router.invocation(ok.json()["invocation_id"], ("succeeded",))["result"]["runtime"] == "go"
+    )
     bad = router.http.post(f"/api/v1/functions/{name}/invoke?mode=async", json={"fail": "x"})
     record = router.invocation(bad.json()["invocation_id"], ("dead_lettered",), timeout=30)
     assert record["error"]["type"] == "GoError"
     assert record["attempt"] == 2
     assert router.metric("router_cold_starts_total", function=name) >= 1
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_environments() -> Iterator[None]:
-    yield
-    # Nothing here may leak processes between tests: every environment ends with its router.
 
 
 def test_environments_die_with_a_killed_router() -> None:
@@ -544,7 +617,13 @@ def test_environments_die_with_a_killed_router() -> None:
         wait_ready(f"http://127.0.0.1:{port}", process, log)
         router = Router(namespace, port, process, log)
         name = unique("orphan")
-        deploy(router, name, bundle(RUNTIMES / "bash"), runtime="provided.al2023", handler="function.handler")
+        deploy(
+            router,
+            name,
+            bundle(RUNTIMES / "bash"),
+            runtime="provided.al2023",
+            handler="function.handler",
+        )
         assert invoke(router, name).status_code == 200
         pids = [pid for pid, _ in environment_of(name)]
         assert pids
