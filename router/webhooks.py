@@ -93,9 +93,9 @@ def _guarded(trigger: WebhookTrigger) -> bool:
 async def _guard(
     svc: Services, name: str, trigger: WebhookTrigger, headers: dict[str, str], body: bytes
 ) -> str | web.Response | None:
-    """Signature, rate limit and replay checks. Returns the claimed delivery id (None when
+    """Signature, rate limit and replay checks. Returns the claimed replay key (None when
     the trigger is unverified) or the response refusing the request."""
-    delivery_id = None
+    replay_key = None
     if trigger.verify.scheme != "none":
         verdict = signatures.SCHEMES[trigger.verify.scheme](
             trigger.verify.check(), headers, body, time.time()
@@ -104,7 +104,7 @@ async def _guard(
             svc.metrics.rejected(name, verdict.reason)
             message = "missing signature headers" if verdict.status == 400 else "invalid signature"
             return json_error(verdict.status, message)
-        delivery_id = verdict.delivery_id
+        replay_key = verdict.replay_key
     if trigger.rate_limit is not None:
         wait_s = await svc.rate_limiter.retry_after(name, trigger.rate_limit)
         if wait_s is not None:
@@ -115,10 +115,10 @@ async def _guard(
                 headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
             )
     window_s = trigger.verify.window_s()
-    if delivery_id is not None and not await svc.replays.claim(name, delivery_id, window_s):
+    if replay_key is not None and not await svc.replays.claim(name, replay_key, window_s):
         svc.metrics.rejected(name, "replay")
         return web.json_response({"duplicate": True}, status=200)
-    return delivery_id
+    return replay_key
 
 
 async def _dispatch(
