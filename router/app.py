@@ -92,7 +92,7 @@ def build_services(settings: Settings) -> Services:
     broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics)
     idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
     usage = Usage(redis, names)
-    logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s)
+    logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s, metrics)
     bundles = Bundles(
         redis,
         names,
