@@ -114,3 +114,22 @@ def test_tiny_entries_are_bounded_too() -> None:
         await away.aclose()
 
     asyncio.run(main())
+
+
+def test_a_function_has_a_drop_count_from_its_first_output() -> None:
+    """At 0 before any drop: a series born at its first drop would hide it from increase()."""
+    metrics = Metrics()
+    store = LogStore(Redis(port=free_port()), Names("unused"), 10, 60, metrics)
+    assert (
+        metrics.registry.get_sample_value(
+            "router_log_entries_dropped_total", {"function": "said-something"}
+        )
+        is None
+    )
+    store.append("said-something", "req", "hello")
+    assert (
+        metrics.registry.get_sample_value(
+            "router_log_entries_dropped_total", {"function": "said-something"}
+        )
+        == 0.0
+    )
