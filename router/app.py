@@ -60,7 +60,11 @@ def create_app(settings: Settings) -> web.Application:
             path,
             path,
         )
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # Bodies stay as sent: signatures are checked over those bytes, then router.responses
+    # decodes them, bounded by the body limit.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, handler_args={"auto_decompress": False}
+    )
     app[SERVICES] = build_services(settings)
     own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
     admin = [web.get(f"{api.PREFIX}/openapi.json", openapi.document), *api.routes()]
@@ -88,7 +92,7 @@ def build_services(settings: Settings) -> Services:
     broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics)
     idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
     usage = Usage(redis, names)
-    logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s)
+    logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s, metrics)
     bundles = Bundles(
         redis,
         names,

@@ -1,22 +1,33 @@
 """Invocation output in Redis: one stream entry per invocation, per function, bounded in count
-and age, written in batches so the hot path never waits for Redis."""
+and age, written in batches so the hot path never waits for Redis.
+
+While Redis is away, output waits in memory up to `MAX_PENDING_BYTES`; past it the oldest is
+dropped and counted (`router_log_entries_dropped_total{function}`): the output is not the work,
+and memory the router needs to run the work must not go to it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from router.metrics import Metrics
 from router.names import Names
 
 log = logging.getLogger("router.logstore")
 FLUSH_S = 0.25
-MAX_PENDING = 10_000  # entries waiting for Redis; past it the oldest are dropped, and counted
+MAX_PENDING_BYTES = 16 << 20  # output waiting for Redis; past it the oldest is dropped
+# Memory an entry holds besides its text (the entry, its request id and time): counted, so that
+# many tiny entries are bounded too.
+ENTRY_OVERHEAD = 256
 
 
 @dataclass(frozen=True)
@@ -25,20 +36,48 @@ class Entry:
     request_id: str
     text: str
     at: float
+    size: int  # bytes of memory it holds, counted against MAX_PENDING_BYTES
 
 
 class LogStore:
-    def __init__(self, redis: Redis, names: Names, max_entries: int, retention_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        names: Names,
+        max_entries: int,
+        retention_s: int,
+        metrics: Metrics,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+    ) -> None:
         self._redis = redis
         self._names = names
         self._max_entries = max_entries
         self._retention_s = retention_s
-        self._pending: list[Entry] = []
+        self._metrics = metrics
+        self._max_pending_bytes = max_pending_bytes
+        self._pending: deque[Entry] = deque()
+        self._pending_bytes = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        """Memory held by output not yet in Redis (at most `max_pending_bytes`)."""
+        return self._pending_bytes
 
     def append(self, function: str, request_id: str, text: str) -> None:
-        self._pending.append(Entry(function, request_id, text, time.time()))
-        if len(self._pending) > MAX_PENDING:  # Redis away for long: output is not the work
-            self._pending.pop(0)
+        # The function's drop count exists (at 0) from its first output on: a counter series
+        # born at its first drop would have that drop missed by increase() and rate().
+        self._metrics.child(self._metrics.log_entries_dropped, function)
+        size = sys.getsizeof(text) + ENTRY_OVERHEAD
+        self._pending.append(Entry(function, request_id, text, time.time(), size))
+        self._pending_bytes += size
+        self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Keeps the pending output within its bound, dropping (and counting) the oldest."""
+        while self._pending_bytes > self._max_pending_bytes:
+            dropped = self._pending.popleft()
+            self._pending_bytes -= dropped.size
+            self._metrics.child(self._metrics.log_entries_dropped, dropped.function).inc()
 
     async def run(self) -> None:
         while True:
@@ -46,9 +85,10 @@ class LogStore:
             await self.flush()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
+        if not self._pending:
             return
+        batch, batch_bytes = self._pending, self._pending_bytes
+        self._pending, self._pending_bytes = deque(), 0
         oldest = f"{int((time.time() - self._retention_s) * 1000)}-0"
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -68,7 +108,10 @@ class LogStore:
                     pipe.xtrim(self._names.logs(function), minid=oldest, approximate=True)
                 await pipe.execute()
         except RedisError as exc:
-            self._pending = batch + self._pending  # keep them for the next try
+            # Kept for the next try, ahead of what came in meanwhile, within the bound.
+            batch.extend(self._pending)
+            self._pending, self._pending_bytes = batch, batch_bytes + self._pending_bytes
+            self._drop_oldest()
             log.warning("invocation logs not stored yet: %s", exc)
 
     async def read(

@@ -257,6 +257,11 @@ class Metrics:
             "Whether a dependency is reachable (1) or not (0).",
             "dependency",
         )
+        self.log_entries_dropped = c(
+            "router_log_entries_dropped",
+            "Invocation output dropped, oldest first, while Redis was away too long to hold it.",
+            "function",
+        )
 
     def child(self, metric: Labelled[C], *labels: str) -> C:
         """The labelled child, cached: `labels()` takes a lock and checks its arguments on every

@@ -1,7 +1,9 @@
-"""Replay protection for verified webhooks: a delivery id is run once within its window.
+"""Replay protection for verified webhooks: a delivery is run once within its window.
 
-The id is claimed before the event is handled and released again if handling fails, so a
-sender's honest retry of a delivery we did not accept still goes through.
+A delivery is known by its replay key, made by `router.signatures` of signed data only (never
+of a header a replayer could rewrite). The key is claimed before the event is handled and
+released again if handling fails, so a sender's honest retry of a delivery we did not accept
+still goes through.
 """
 
 from __future__ import annotations
@@ -21,19 +23,19 @@ class Replays:
         self._redis = redis
         self._names = names
 
-    async def claim(self, trigger: str, delivery_id: str, window_s: int) -> bool:
+    async def claim(self, trigger: str, key: str, window_s: int) -> bool:
         """True for a first delivery; False for a replay. Fails open without Redis."""
         try:
             claimed = await self._redis.set(
-                self._names.delivery(trigger, delivery_id), b"1", nx=True, ex=window_s
+                self._names.delivery(trigger, key), b"1", nx=True, ex=window_s
             )
         except RedisError as exc:
             log.warning("replay protection of %s unavailable: %s", trigger, exc)
             return True
         return bool(claimed)
 
-    async def release(self, trigger: str, delivery_id: str) -> None:
+    async def release(self, trigger: str, key: str) -> None:
         try:
-            await self._redis.delete(self._names.delivery(trigger, delivery_id))
+            await self._redis.delete(self._names.delivery(trigger, key))
         except RedisError as exc:
-            log.warning("could not release delivery %s of %s: %s", delivery_id, trigger, exc)
+            log.warning("could not release a delivery of %s: %s", trigger, exc)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+
+from router import encodings
 
 
 def json_response(
@@ -63,12 +65,23 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def decoded(request: web.Request, body: bytes, limit: int) -> bytes:
+    """The body with its `Content-Encoding` undone (the server leaves bodies as sent, so that
+    signatures are checked over those bytes); raises `encodings.EncodingError`."""
+    if hdrs.CONTENT_ENCODING not in request.headers:
+        return body  # the common case, checked first: no list built, nothing copied
+    content_encoding = encodings.header(request.headers.getall(hdrs.CONTENT_ENCODING))
+    return encodings.decode(body, content_encoding, limit)
+
+
 async def read_json(request: web.Request, limit: int) -> Any:
     """A JSON request body; raises web.HTTPException-compatible JSON errors."""
     try:
-        raw = await read_limited(request, limit)
+        raw = decoded(request, await read_limited(request, limit), limit)
     except BodyTooLarge:
         raise HttpError(413, f"request body is larger than {limit} bytes") from None
+    except encodings.EncodingError as exc:
+        raise HttpError(exc.status, str(exc), headers=exc.headers) from None
     if not raw.strip():
         raise HttpError(400, "request body is empty; a JSON document is required")
     try:

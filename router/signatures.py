@@ -3,6 +3,14 @@
 Every comparison is constant-time (`hmac.compare_digest`); every secret of the trigger is tried,
 so a sender can rotate secrets without downtime. A verdict names the failure for metrics and
 logs, while the HTTP answer stays generic so a caller learns nothing about which part failed.
+
+An accepted verdict carries the key replay protection remembers, made only of what the sender
+signed: the signed message id where the scheme signs one (Standard Webhooks), else a digest of
+the signed content. No header text goes into it, so a captured delivery with a rewritten
+unsigned header (`X-GitHub-Delivery`), its hex in capitals or spaced out, a bogus signature
+listed first, or only one of the several valid signatures a rotating sender sends, is still
+the same delivery. For one secret the digest of the content is as unique as the MAC over it,
+and unlike the MAC it does not depend on which of the trigger's secrets matched.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ Reason = Literal["ok", "missing_header", "invalid_signature", "stale_timestamp"]
 @dataclass(frozen=True)
 class Verdict:
     reason: Reason
-    delivery_id: str | None = None  # what replay protection remembers
+    replay_key: str | None = None  # what replay protection remembers (signed data only)
 
     @property
     def ok(self) -> bool:
@@ -48,7 +56,7 @@ class Check:
     encoding: str = "hex"
     prefix: str = ""
     timestamp_header: str = ""
-    id_header: str = ""
+    id_header: str = ""  # named by the spec; not signed, so never part of a replay key
 
 
 def _mac(key: bytes, content: bytes, algorithm: str = "sha256") -> bytes:
@@ -69,6 +77,11 @@ def _fresh(timestamp: str, now: float, tolerance_s: float) -> bool | None:
         return abs(now - int(timestamp)) <= tolerance_s
     except ValueError:
         return None
+
+
+def _signed(content: bytes) -> Verdict:
+    """Accepted, keyed on the digest of the signed content."""
+    return Verdict("ok", hashlib.sha256(content).hexdigest())
 
 
 def _timed(timestamp: str, now: float, check: Check) -> Verdict | None:
@@ -107,7 +120,9 @@ def standard_webhooks(check: Check, headers: Mapping[str, str], body: bytes, now
     expected = [_mac(standard_key(secret), content) for secret in check.secrets]
     if not _any_equal(parse_standard_signatures(signature), expected):
         return INVALID
-    return Verdict("ok", msg_id)
+    # The id is signed, and a sender's retry of the message keeps it (with a new timestamp):
+    # the id alone is the key, so those retries count as the replays they are.
+    return Verdict("ok", hashlib.sha256(b"webhook-id:" + msg_id.encode()).hexdigest())
 
 
 def _hex(value: str) -> bytes | None:
@@ -128,7 +143,7 @@ def github(check: Check, headers: Mapping[str, str], body: bytes, now: float) ->
     expected = [_mac(secret.encode(), body) for secret in check.secrets]
     if not _any_equal([given], expected):
         return INVALID
-    return Verdict("ok", headers.get("x-github-delivery") or f"sha256:{value}")
+    return _signed(body)  # X-GitHub-Delivery is not signed: never part of the key
 
 
 def parse_stripe_header(header: str) -> tuple[str | None, list[str]]:
@@ -156,7 +171,7 @@ def stripe(check: Check, headers: Mapping[str, str], body: bytes, now: float) ->
     given = [g for g in (_hex(s) for s in signatures) if g is not None]
     if not _any_equal(given, [_mac(s.encode(), content) for s in check.secrets]):
         return INVALID
-    return Verdict("ok", f"{timestamp}:{signatures[0]}")
+    return _signed(content)
 
 
 def slack(check: Check, headers: Mapping[str, str], body: bytes, now: float) -> Verdict:
@@ -175,7 +190,7 @@ def slack(check: Check, headers: Mapping[str, str], body: bytes, now: float) -> 
     content = f"v0:{timestamp}:".encode() + body
     if not _any_equal([given], [_mac(s.encode(), content) for s in check.secrets]):
         return INVALID
-    return Verdict("ok", f"{timestamp}:{value}")
+    return _signed(content)
 
 
 def generic_hmac(check: Check, headers: Mapping[str, str], body: bytes, now: float) -> Verdict:
@@ -195,8 +210,7 @@ def generic_hmac(check: Check, headers: Mapping[str, str], body: bytes, now: flo
     expected = [_mac(s.encode(), content, check.algorithm) for s in check.secrets]
     if given is None or not _any_equal([given], expected):
         return INVALID
-    delivery = headers.get(check.id_header.lower()) if check.id_header else None
-    return Verdict("ok", delivery or f"{timestamp}:{signature}")
+    return _signed(content)  # `id_header` is not signed: never part of the key
 
 
 def _decode(value: str, encoding: str) -> bytes | None:

@@ -17,13 +17,20 @@ import orjson
 from aiohttp import HttpVersion, web
 from multidict import CIMultiDict
 
-from router import events, filters, signatures
+from router import encodings, events, filters, signatures
 from router.broker import BrokerError
 from router.executors import Outcome
 from router.guards import error_response
 from router.pool import Throttled
 from router.registry import Snapshot
-from router.responses import BodyTooLarge, json_error, read_limited, received_body, unavailable
+from router.responses import (
+    BodyTooLarge,
+    decoded,
+    json_error,
+    read_limited,
+    received_body,
+    unavailable,
+)
 from router.services import Services, services
 from router.specs import WebhookTrigger
 
@@ -43,7 +50,8 @@ async def hook(request: web.Request) -> web.StreamResponse:
 
 
 async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamResponse:
-    """Checks in order of cost: nothing reaches RabbitMQ or a handler unverified."""
+    """Checks in order of cost: nothing reaches RabbitMQ or a handler unverified, and nothing
+    is inflated before the bytes as sent are verified."""
     if not svc.registry.loaded:
         return unavailable("the registry is not loaded yet")
     if svc.draining:
@@ -59,12 +67,17 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
     if isinstance(body, web.Response):
         return body
     headers = events.joined_headers(request.headers.items())
-    refused = await _guard(svc, name, trigger, headers, body) if _guarded(trigger) else None
-    if isinstance(refused, web.Response):
-        return refused
-    response = await _dispatch(request, svc, snapshot, name, trigger, headers, body)
-    if refused is not None and response.status >= 300:
-        await svc.replays.release(name, refused)  # not accepted: the sender's retry may run
+    claimed = await _guard(svc, name, trigger, headers, body) if _guarded(trigger) else None
+    if isinstance(claimed, web.Response):
+        return claimed
+    content = _decoded(request, trigger, body)
+    response: web.StreamResponse
+    if isinstance(content, web.Response):
+        response = content
+    else:
+        response = await _dispatch(request, svc, snapshot, name, trigger, headers, content)
+    if claimed is not None and response.status >= 300:
+        await svc.replays.release(name, claimed)  # not accepted: the sender's retry may run
     return response
 
 
@@ -85,6 +98,14 @@ async def _body(
         return json_error(408, f"body not received within {svc.settings.body_timeout_s:.0f} s")
 
 
+def _decoded(request: web.Request, trigger: WebhookTrigger, body: bytes) -> bytes | web.Response:
+    """The verified body with its `Content-Encoding` undone, or the response refusing it."""
+    try:
+        return decoded(request, body, trigger.max_body_bytes)
+    except encodings.EncodingError as exc:
+        return json_error(exc.status, str(exc), headers=exc.headers)
+
+
 def _guarded(trigger: WebhookTrigger) -> bool:
     """Whether `_guard` has anything to check (an unsigned, unlimited trigger does not)."""
     return trigger.verify.scheme != "none" or trigger.rate_limit is not None
@@ -93,9 +114,9 @@ def _guarded(trigger: WebhookTrigger) -> bool:
 async def _guard(
     svc: Services, name: str, trigger: WebhookTrigger, headers: dict[str, str], body: bytes
 ) -> str | web.Response | None:
-    """Signature, rate limit and replay checks. Returns the claimed delivery id (None when
+    """Signature, rate limit and replay checks. Returns the claimed replay key (None when
     the trigger is unverified) or the response refusing the request."""
-    delivery_id = None
+    replay_key = None
     if trigger.verify.scheme != "none":
         verdict = signatures.SCHEMES[trigger.verify.scheme](
             trigger.verify.check(), headers, body, time.time()
@@ -104,7 +125,7 @@ async def _guard(
             svc.metrics.rejected(name, verdict.reason)
             message = "missing signature headers" if verdict.status == 400 else "invalid signature"
             return json_error(verdict.status, message)
-        delivery_id = verdict.delivery_id
+        replay_key = verdict.replay_key
     if trigger.rate_limit is not None:
         wait_s = await svc.rate_limiter.retry_after(name, trigger.rate_limit)
         if wait_s is not None:
@@ -115,10 +136,10 @@ async def _guard(
                 headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
             )
     window_s = trigger.verify.window_s()
-    if delivery_id is not None and not await svc.replays.claim(name, delivery_id, window_s):
+    if replay_key is not None and not await svc.replays.claim(name, replay_key, window_s):
         svc.metrics.rejected(name, "replay")
         return web.json_response({"duplicate": True}, status=200)
-    return delivery_id
+    return replay_key
 
 
 async def _dispatch(
