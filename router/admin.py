@@ -32,13 +32,19 @@ class Admin:
     async def put_function(
         self, name: str, spec: FunctionSpec, bundle: Bundle | None = None
     ) -> tuple[FunctionSpec, bool]:
+        if name.endswith(".dlq"):
+            raise RegistryError(
+                f"invalid name {name!r}: a function's queue would be the dead-letter queue of "
+                f"{name.removesuffix('.dlq')!r}; choose a name not ending in '.dlq'",
+                "name",
+            )
         spec = await self._completed(name, spec)
         # Finding an interpreter or a module touches the disk (and may start a process).
         await asyncio.to_thread(self._check_runnable, spec, bundle)
         try:
             await self._broker.declare_function(name)
-        except BrokerError as exc:
-            raise Unavailable(f"RabbitMQ could not declare the function's queues: {exc}") from exc
+        except Exception as exc:  # aiormq raises its own kinds (or RuntimeError) while away
+            raise _unavailable("RabbitMQ could not declare the function's queues", exc) from exc
         stored, created = await self._store.put_function(
             name, spec, None if bundle is None else bundle.data
         )
@@ -126,8 +132,8 @@ class Admin:
             await self._broker.bind(trigger)
         except TopologyError as exc:
             raise RegistryError(str(exc), "exchange") from exc
-        except BrokerError as exc:
-            raise Unavailable(f"RabbitMQ is unavailable: {exc}") from exc
+        except Exception as exc:  # as above: RabbitMQ away, whatever the library calls it
+            raise _unavailable("RabbitMQ could not bind the trigger", exc) from exc
 
     async def _unbind_unused(self, trigger: AmqpTrigger) -> None:
         """Remove a binding no remaining trigger shares (two triggers may bind alike)."""
@@ -138,6 +144,12 @@ class Admin:
             await self._broker.unbind(trigger)
         except Exception as exc:  # a stale binding only costs filtered messages; report it
             log.warning("could not unbind %s from %s: %s", trigger.function, trigger.exchange, exc)
+
+
+def _unavailable(what: str, exc: Exception) -> Unavailable:
+    if not isinstance(exc, BrokerError):
+        log.warning("%s: %r", what, exc)
+    return Unavailable(f"{what}: {exc or type(exc).__name__}")
 
 
 def _unredacted(trigger: Trigger, previous: Trigger | None) -> Trigger:

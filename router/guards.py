@@ -50,7 +50,8 @@ def error_response(request: web.Request, exc: Exception) -> web.Response:
         return exc.response()
     if isinstance(exc, RegistryError):
         extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
-        return json_error(exc.status, str(exc), **extra)
+        retry = {"Retry-After": "5"} if exc.status == 503 else None
+        return json_error(exc.status, str(exc), headers=retry, **extra)
     if isinstance(exc, RedisError):
         return json_error(503, f"Redis is unavailable: {exc}", headers={"Retry-After": "5"})
     if isinstance(exc, web.HTTPException):

@@ -271,12 +271,21 @@ def main() -> int:
     limit_memory(init["memory_mb"])
     sys.stderr.flush()
     write_frame(replies, {"ready": True, "init_ms": init_ms, "pid": os.getpid()})
-    while (request := frames.read()) is not None:
+    while True:
+        try:
+            request = frames.read()
+        except (MemoryError, ValueError):
+            # The event itself is more than the function's memory holds (orjson says so with
+            # a JSONDecodeError; what the router frames is always valid JSON otherwise).
+            del frames
+            write_frame(replies, out_of_memory(init["memory_mb"]))
+            return 1
+        if request is None:
+            return 0
         reply = runner.run(request)
         write_frame(replies, reply)
         if reply.get("fatal"):
             return 1
-    return 0
 
 
 if __name__ == "__main__":

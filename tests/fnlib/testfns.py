@@ -198,3 +198,50 @@ def chatty(event: Any, context: Any) -> str:
 
 async def chatty_async(event: Any, context: Any) -> str:
     return chatty(event, context)
+
+
+def spawn(event: Any, context: Any) -> dict[str, Any]:
+    """Starts a child in a session of its own that would outlive its environment, then sleeps
+    (`sleep`) or returns at once."""
+    import subprocess
+
+    child = subprocess.Popen(
+        ["sleep", "300"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    print(f"child {child.pid}", flush=True)
+    time.sleep(float(event.get("sleep", 0)))
+    return {"child": child.pid, "pid": os.getpid()}
+
+
+def write_file(event: Any, context: Any) -> dict[str, Any]:
+    """Writes `mb` megabytes to `path` (in /tmp by default); says how far it got."""
+    path = event.get("path") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "big.bin")
+    written = 0
+    error = None
+    try:
+        with open(path, "wb") as out:
+            for _ in range(int(event["mb"])):
+                out.write(b"\0" * (1024 * 1024))
+                out.flush()
+                written += 1
+    except OSError as exc:
+        error = exc.strerror
+    return {"written_mb": written, "error": error, "path": path}
+
+
+def tmp_files(event: Any, context: Any) -> dict[str, Any]:
+    """Leaves a marker in /tmp and lists what is there."""
+    marker = event.get("marker")
+    tmp = os.environ.get("TMPDIR", "/tmp")
+    if marker:
+        with open(os.path.join(tmp, marker), "w") as out:
+            out.write("here")
+    return {"tmp": tmp, "files": sorted(os.listdir(tmp)), "pid": os.getpid()}
+
+
+def type_error(event: Any, context: Any) -> None:
+    return len(5)  # type: ignore[arg-type, no-any-return]
