@@ -26,8 +26,8 @@ from router.invocations import InvocationStore, Record
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.pool import TurnedAway
-from router.registry import Registry, Snapshot
-from router.specs import AmqpTrigger, FunctionSpec
+from router.registry import Registry, Snapshot, Target
+from router.specs import LATEST, AmqpTrigger, FunctionSpec
 
 log = logging.getLogger("router.dispatcher")
 Settlement = Literal["ack", "nack"]
@@ -110,6 +110,10 @@ class Dispatcher:
             return await self._dead_letter_malformed(function, message, exc)
         if delivery is None:
             return "ack"
+        target = snapshot.target_of(function, delivery.envelope.version)
+        if target is None:  # its version was deleted while it waited: nothing else may run it
+            return await self._settle(delivery, spec, _version_gone(delivery))
+        spec = target.spec
         age_s = time.time() - delivery.envelope.accepted_at
         if age_s >= spec.retry.max_event_age_s:
             # Too old to run at all (Lambda's maximum event age): straight to the DLQ.
@@ -123,7 +127,7 @@ class Dispatcher:
             self._metrics.child(self._metrics.async_dropped, function, "expired").inc()
             return await self._settle(delivery, spec, expired)
         try:
-            outcome = await self._run(delivery, spec)
+            outcome = await self._run(delivery, target)
         except TurnedAway:
             return "nack"  # prefetched, never started: back to the queue for other replicas
         return await self._settle(delivery, spec, outcome)
@@ -145,9 +149,15 @@ class Dispatcher:
         invocation_id = events.new_id()
         event_id = events.amqp_event_id(amqp) or invocation_id
         accepted = amqp.timestamp.timestamp() if amqp.timestamp else time.time()
-        return Delivery(function, event, Envelope(invocation_id, event_id, trigger, accepted))
+        # The trigger may name a version or an alias: the version drawn now is the one its
+        # retries run too.
+        target = snapshot.resolve(snapshot.triggers[trigger].function)
+        version = target.version if target is not None else None
+        envelope = Envelope(invocation_id, event_id, trigger, accepted, version=version)
+        return Delivery(function, event, envelope)
 
-    async def _run(self, delivery: Delivery, spec: FunctionSpec) -> Outcome:
+    async def _run(self, delivery: Delivery, target: Target) -> Outcome:
+        spec = target.spec
         env = delivery.envelope
         started = time.time()
         self._metrics.child(self._metrics.event_age, delivery.function).observe(
@@ -159,7 +169,7 @@ class Dispatcher:
             "status": "running",
             "trigger": env.trigger,
             "event_id": env.event_id,
-            "function_version": spec.version,
+            "function_version": target.version,
             "attempt": env.attempt,
             "created_at": env.accepted_at,
             "started_at": started,
@@ -169,7 +179,12 @@ class Dispatcher:
             delivery.event["attempt"] = env.attempt
         try:
             outcome = await self._invoker.invoke(
-                delivery.function, spec, delivery.event, env.invocation_id, event_id=env.event_id
+                delivery.function,
+                spec,
+                delivery.event,
+                env.invocation_id,
+                event_id=env.event_id,
+                version=target.version,
             )
         except TurnedAway:
             record["status"] = "queued"  # it never ran here; it goes back to the queue
@@ -235,7 +250,7 @@ class Dispatcher:
         spec: FunctionSpec,
         outcome: Outcome,
     ) -> None:
-        headers = {**envelope.headers(), "x-router-function-version": spec.version}
+        headers = {**envelope.headers(), "x-router-function-version": envelope.version or LATEST}
         await self._broker.publish(
             delivery.function, body, headers, envelope.event_id, dead_letter=True
         )
@@ -323,6 +338,12 @@ def _amqp_message(message: DeliveredMessage) -> events.AmqpMessage:
         timestamp=properties.timestamp,
         redelivered=bool(getattr(delivery, "redelivered", False)),
     )
+
+
+def _version_gone(delivery: Delivery) -> Outcome:
+    version = delivery.envelope.version
+    message = f"version {version} of {delivery.function!r} was deleted before the event ran"
+    return Outcome("failed", 0.0, error=ErrorInfo("VersionNotFound", message, permanent=True))
 
 
 def _finished(outcome: Outcome) -> dict[str, Any]:

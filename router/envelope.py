@@ -25,6 +25,7 @@ class Envelope:
     accepted_at: float
     attempt: int = 1
     errors: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    version: str | None = None  # the function version to run (`$LATEST` or a number)
 
     def headers(self) -> dict[str, Any]:
         headers: dict[str, Any] = {
@@ -37,6 +38,8 @@ class Envelope:
             headers[PREFIX + "trigger"] = self.trigger
         if self.errors:
             headers[PREFIX + "errors"] = orjson.dumps(list(self.errors)).decode()
+        if self.version:
+            headers[PREFIX + "version"] = self.version
         return headers
 
     @classmethod
@@ -47,6 +50,7 @@ class Envelope:
         raw_errors = headers.get(PREFIX + "errors")
         errors = tuple(orjson.loads(_text(raw_errors))) if raw_errors else ()
         trigger = headers.get(PREFIX + "trigger")
+        version = headers.get(PREFIX + "version")
         return cls(
             invocation_id=_text(headers[PREFIX + "invocation-id"]),
             event_id=_text(headers[PREFIX + "event-id"]),
@@ -54,6 +58,7 @@ class Envelope:
             accepted_at=float(_text(headers[PREFIX + "accepted-at"])),
             attempt=int(headers.get(PREFIX + "attempt", 1)),
             errors=errors,
+            version=_text(version) if version else None,
         )
 
     def next_attempt(self, error: dict[str, Any]) -> Envelope:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from router.sigv4 import Credentials
+
 PREFIX = "ROUTER_"
 
 
@@ -42,6 +44,8 @@ class Settings:
     token_file: str = ""  # where a generated admin token is kept (see tokens.default_file)
     log_level: str = "INFO"
     log_format: str = "auto"
+    # Lambda API access keys, `AKID:SECRET[,AKID:SECRET...]`; never shown (repr, logs, errors).
+    aws_credentials: str = field(default="", repr=False)
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -76,6 +80,10 @@ class Settings:
             raise SettingsError(
                 f"ROUTER_LOG_FORMAT must be auto, json or plain, got {self.log_format!r}"
             )
+        try:
+            Credentials.parse(self.aws_credentials)
+        except ValueError as exc:
+            raise SettingsError(f"ROUTER_AWS_CREDENTIALS: {exc}") from None
         for name in ("amqp_url", "redis_url"):
             url = getattr(self, name)
             scheme = url.split("://", 1)[0]

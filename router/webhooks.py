@@ -32,7 +32,7 @@ from router.responses import (
     unavailable,
 )
 from router.services import Services, services
-from router.specs import WebhookTrigger
+from router.specs import WebhookTrigger, split_target
 
 log = logging.getLogger("router.webhooks")
 
@@ -58,7 +58,7 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
         return unavailable("this replica is shutting down")
     snapshot = svc.registry.snapshot
     trigger = snapshot.triggers.get(name)
-    if not isinstance(trigger, WebhookTrigger) or trigger.function not in snapshot.functions:
+    if not isinstance(trigger, WebhookTrigger) or snapshot.routing(trigger.function) is None:
         return json_error(404, f"no webhook trigger named {name!r}")
     if "*" not in trigger.methods and request.method not in trigger.methods:
         allowed = ", ".join(trigger.methods)
@@ -155,7 +155,7 @@ async def _dispatch(
     http = _http_request(request, body)
     event = events.webhook_event(http, request_id, events.utcnow(), joined=headers)
     if trigger.filter is not None and not filters.matches(trigger.filter, filter_view(event)):
-        svc.metrics.filtered.labels(trigger.function, name).inc()
+        svc.metrics.filtered.labels(split_target(trigger.function)[0], name).inc()
         return web.json_response({"filtered": True}, status=202 if trigger.mode == "async" else 200)
     event_id = events.webhook_event_id(event["headers"])
     if trigger.mode == "async":
@@ -172,10 +172,11 @@ async def _enqueue(
     event_id: str | None,
     request_id: str,
 ) -> web.StreamResponse:
-    version = snapshot.functions[trigger.function].version
+    target = snapshot.resolve(trigger.function)
+    assert target is not None  # checked by _answer, on this same snapshot
     try:
         invocation_id = await svc.ingress.enqueue(
-            trigger.function, version, event, event_id, name, invocation_id=request_id
+            target.function, target.version, event, event_id, name, invocation_id=request_id
         )
     except BrokerError as exc:
         log.warning("async webhook %s not accepted: %s", name, exc)
@@ -191,13 +192,21 @@ async def _run(
     request_id: str,
     event_id: str | None,
 ) -> web.StreamResponse:
-    spec = snapshot.functions[trigger.function]
+    target = snapshot.resolve(trigger.function)
+    assert target is not None  # checked by _answer, on this same snapshot
     try:
         outcome = await svc.invoker.invoke(
-            trigger.function, spec, event, request_id, event_id=event_id, wait=False
+            target.function,
+            target.spec,
+            event,
+            request_id,
+            event_id=event_id,
+            wait=False,
+            version=target.version,
+            qualifier=target.qualifier,
         )
     except Throttled:
-        return throttled(trigger.function)
+        return throttled(target.function)
     return function_url_answer(outcome, request_id)
 
 

@@ -168,6 +168,7 @@ class Runner:
             request["request_id"],
             init["timeout_s"],
             deadline_ms=request["deadline_ms"],
+            qualifier=request.get("qualifier"),
         )
         RequestIds.current = request["request_id"]
         reply = self._outcome(request["event"], context)
