@@ -98,9 +98,7 @@ class Snapshot:
     _amqp: dict[str, dict[str, AmqpTrigger]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    _routes: dict[str, Routing | None] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
+    _routes: dict[str, Routing] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def amqp_triggers_of(self, function: str) -> dict[str, AmqpTrigger]:
         """The function's amqp triggers by name, in name order; computed once per snapshot
@@ -121,12 +119,14 @@ class Snapshot:
         return None if routing is None else routing.pick()
 
     def routing(self, target: str) -> Routing | None:
-        """Resolved once per snapshot and name: the hot path pays a dict lookup."""
-        try:
-            return self._routes[target]
-        except KeyError:
-            routing = self._routes[target] = self._route(target)
-            return routing
+        """Resolved once per snapshot and name: the hot path pays a dict lookup. Names that
+        resolve to nothing are not remembered (a caller could make up any number of them)."""
+        routing = self._routes.get(target)
+        if routing is None:
+            routing = self._route(target)
+            if routing is not None:
+                self._routes[target] = routing
+        return routing
 
     def _route(self, target: str) -> Routing | None:
         function, qualifier = split_target(target)

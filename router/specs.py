@@ -182,7 +182,7 @@ REDACTED = "<redacted>"
 class Verify(Spec):
     """How a webhook's sender is verified. `none` must be chosen explicitly."""
 
-    scheme: Literal["none", "standard-webhooks", "github", "stripe", "slack", "hmac"]
+    scheme: Literal["none", "standard-webhooks", "github", "stripe", "slack", "hmac", "aws-iam"]
     secrets: list[str] = Field(
         default_factory=list,
         max_length=10,
@@ -204,9 +204,9 @@ class Verify(Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> Verify:
-        if self.scheme == "none":
+        if self.scheme in ("none", "aws-iam"):  # aws-iam: the keys of ROUTER_AWS_CREDENTIALS
             if self.secrets:
-                raise ValueError("scheme 'none' takes no secrets")
+                raise ValueError(f"scheme {self.scheme!r} takes no secrets")
             return self
         if not self.secrets or any(not s for s in self.secrets):
             raise ValueError(f"scheme {self.scheme!r} needs at least one non-empty secret")

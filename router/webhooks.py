@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import math
 import time
@@ -21,6 +22,7 @@ from router import encodings, events, filters, signatures
 from router.broker import BrokerError
 from router.executors import Outcome
 from router.guards import error_response
+from router.lambdaapi.gateway import VERIFIER
 from router.pool import Throttled
 from router.registry import Snapshot
 from router.responses import (
@@ -32,6 +34,7 @@ from router.responses import (
     unavailable,
 )
 from router.services import Services, services
+from router.sigv4 import AuthError, Message
 from router.specs import WebhookTrigger, split_target
 
 log = logging.getLogger("router.webhooks")
@@ -67,7 +70,9 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
     if isinstance(body, web.Response):
         return body
     headers = events.joined_headers(request.headers.items())
-    claimed = await _guard(svc, name, trigger, headers, body) if _guarded(trigger) else None
+    claimed = (
+        await _guard(request, svc, name, trigger, headers, body) if _guarded(trigger) else None
+    )
     if isinstance(claimed, web.Response):
         return claimed
     content = _decoded(request, trigger, body)
@@ -106,18 +111,40 @@ def _decoded(request: web.Request, trigger: WebhookTrigger, body: bytes) -> byte
         return json_error(exc.status, str(exc), headers=exc.headers)
 
 
+def _aws_iam(request: web.Request, svc: Services, name: str, body: bytes) -> web.Response | None:
+    """A function URL with AuthType AWS_IAM: the request is SigV4-signed (service `lambda`)
+    with a key of ROUTER_AWS_CREDENTIALS, over the bytes as sent. None lets it through."""
+    verifier = request.app[VERIFIER]
+    message = Message.of(request.method, request.raw_path, request.headers.items())
+    try:
+        verifier.verify(verifier.claimed(message), message, hashlib.sha256(body).hexdigest())
+    except AuthError as exc:
+        svc.metrics.rejected(name, "signature")
+        return json_error(403, str(exc).split("\n", 1)[0], type=exc.error_type)
+    return None
+
+
 def _guarded(trigger: WebhookTrigger) -> bool:
     """Whether `_guard` has anything to check (an unsigned, unlimited trigger does not)."""
     return trigger.verify.scheme != "none" or trigger.rate_limit is not None
 
 
 async def _guard(
-    svc: Services, name: str, trigger: WebhookTrigger, headers: dict[str, str], body: bytes
+    request: web.Request,
+    svc: Services,
+    name: str,
+    trigger: WebhookTrigger,
+    headers: dict[str, str],
+    body: bytes,
 ) -> str | web.Response | None:
     """Signature, rate limit and replay checks. Returns the claimed replay key (None when
     the trigger is unverified) or the response refusing the request."""
     replay_key = None
-    if trigger.verify.scheme != "none":
+    if trigger.verify.scheme == "aws-iam":
+        refused = _aws_iam(request, svc, name, body)
+        if refused is not None:
+            return refused
+    elif trigger.verify.scheme in signatures.SCHEMES:
         verdict = signatures.SCHEMES[trigger.verify.scheme](
             trigger.verify.check(), headers, body, time.time()
         )

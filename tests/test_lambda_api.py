@@ -297,7 +297,7 @@ def test_function_urls_are_sync_webhooks(client: Any, aws_router: Router) -> Non
     create(client, name, Publish=True)
     client.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
     with pytest.raises(client.exceptions.InvalidParameterValueException):
-        client.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")
+        client.create_function_url_config(FunctionName=name, AuthType="OPEN")
     config = client.create_function_url_config(FunctionName=name, Qualifier="live", AuthType="NONE")
     url = config["FunctionUrl"]
     assert url.startswith(f"{aws_router.url}/hooks/url-")
@@ -314,7 +314,13 @@ def test_function_urls_are_sync_webhooks(client: Any, aws_router: Router) -> Non
     assert httpx.post(url, json={}).status_code == 404
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.get_function_url_config(FunctionName=name, Qualifier="live")
-    client.create_function_url_config(FunctionName=name, AuthType="NONE")
+    signed_only = client.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")
+    assert signed_only["AuthType"] == "AWS_IAM"
+    assert httpx.post(signed_only["FunctionUrl"], json={}).status_code == 403
+    assert iam_post(signed_only["FunctionUrl"], b'{"signed": true}').json()["event"]["body"] == (
+        '{"signed": true}'
+    )
+    assert iam_post(signed_only["FunctionUrl"], b"{}", secret="x" * 20).status_code == 403
     client.delete_function(FunctionName=name)  # its URL, versions and aliases go with it
     assert aws_router.http.get(f"/api/v1/functions/{name}").status_code == 404
     assert not [
@@ -322,6 +328,17 @@ def test_function_urls_are_sync_webhooks(client: Any, aws_router: Router) -> Non
         for t in aws_router.http.get("/api/v1/triggers").json()["triggers"]
         if t["function"].startswith(name)
     ]
+
+
+def iam_post(url: str, body: bytes, secret: str = SECRET) -> httpx.Response:
+    """A POST signed as AWS's clients sign function URL calls (SigV4, service lambda)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest("POST", url, data=body, headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials(KEY, secret), "lambda", "us-east-1").add_auth(request)
+    return httpx.post(url, content=body, headers=dict(request.headers))
 
 
 def test_secrets_never_reach_the_log(aws_router: Router, client: Any) -> None:

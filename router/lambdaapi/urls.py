@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -19,6 +19,7 @@ from router.services import Services
 from router.specs import LATEST, Concurrency, Verify, WebhookTrigger
 
 DEFAULT_CONCURRENCY = Concurrency().max
+AUTH_SCHEMES: dict[str, Literal["none", "aws-iam"]] = {"NONE": "none", "AWS_IAM": "aws-iam"}
 
 
 async def create_url(call: LambdaRequest) -> web.StreamResponse:
@@ -26,13 +27,11 @@ async def create_url(call: LambdaRequest) -> web.StreamResponse:
     target = _url_target(call)
     document = call.document()
     auth_type = document.get("AuthType")
-    if auth_type == "AWS_IAM":
+    if auth_type not in AUTH_SCHEMES:
         raise errors.invalid(
-            "AuthType AWS_IAM is not supported: give AuthType NONE (anyone with the URL may "
-            "call it) or use a webhook trigger with a signature scheme"
+            "AuthType is required: AWS_IAM (callers sign with a key of ROUTER_AWS_CREDENTIALS) "
+            "or NONE (anyone with the URL may call it)"
         )
-    if auth_type != "NONE":
-        raise errors.invalid("AuthType is required: NONE says anyone with the URL may call it")
     if document.get("InvokeMode", "BUFFERED") != "BUFFERED":
         raise errors.invalid("InvokeMode RESPONSE_STREAM is not supported: use BUFFERED")
     if await svc.redis.hexists(svc.names.function_urls, target):
@@ -43,14 +42,14 @@ async def create_url(call: LambdaRequest) -> web.StreamResponse:
         function=target,
         mode="sync",
         methods=["*"],
-        verify=Verify(scheme="none"),
+        verify=Verify(scheme=AUTH_SCHEMES[auth_type]),
         description=f"function URL of {target} (Lambda API)",
     )
     await svc.admin.put_trigger(trigger, spec)
     now = time.time()
     config = {
         "trigger": trigger,
-        "auth_type": "NONE",
+        "auth_type": auth_type,
         "cors": document.get("Cors"),
         "created": now,
         "modified": now,
