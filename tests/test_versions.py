@@ -76,13 +76,13 @@ def test_publish_and_invoke_versions_through_the_admin_api(router: Router) -> No
 
 
 def test_a_published_versions_bundle_is_kept_until_its_last_user_goes(router: Router) -> None:
-    name = unique("keep")
-    first = put_code(router, name, "v1")
+    name, mark = unique("keep"), unique("only-here")  # a bundle no other function shares
+    first = put_code(router, name, mark)
     router.http.post(f"/api/v1/functions/{name}/versions").raise_for_status()
     put_code(router, name, "v2")
     key = f"{router.namespace}:code:{base64.b64decode(first['code_sha256']).hex()}"
     assert router.redis.exists(key), "version 1 still uses the first bundle"
-    assert invoke(router, f"{name}:1").json()["mark"] == "v1"
+    assert invoke(router, f"{name}:1").json()["mark"] == mark
     assert router.http.delete(f"/api/v1/functions/{name}/versions/1").status_code == 204
     assert not router.redis.exists(key), "deleted with its last user"
     assert invoke(router, f"{name}:1").status_code == 404
