@@ -330,10 +330,7 @@ class RegistryStore:
                     _multi(pipe)
                     return str(last), spec, False
             number = str(last + 1)
-            update: dict[str, object] = {"updated_at": time.time()}
-            if description is not None:
-                update["description"] = description
-            spec = latest.model_copy(update=update)
+            spec = _published(latest, description)
             _multi(pipe)
             pipe.hset(self._names.versions, f"{name}:{number}", spec.model_dump_json())
             pipe.hset(self._names.published, name, number)
@@ -516,6 +513,19 @@ class RegistryStore:
                     return result
                 except WatchError:
                     continue
+
+
+def _published(latest: FunctionSpec, description: str | None) -> FunctionSpec:
+    """The snapshot of `$LATEST` a version keeps, validated like any spec (a description is
+    the caller's)."""
+    fields = {**latest.model_dump(), "updated_at": time.time()}
+    if description is not None:
+        fields["description"] = description
+    try:
+        return FunctionSpec.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise RegistryError(f"invalid description: {first['msg']}", "description") from None
 
 
 def _expected(name: str, old: FunctionSpec | None, expect: int | None) -> None:

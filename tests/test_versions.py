@@ -207,3 +207,15 @@ def test_resolution_and_weighted_draws() -> None:
 def test_alias_routing_is_checked(routing: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="routing"):
         AliasSpec(function_version="1", routing=routing)
+
+
+def test_a_version_is_validated_like_any_spec(router: Router) -> None:
+    name = unique("long")
+    put_code(router, name, "v1")
+    refused = router.http.post(
+        f"/api/v1/functions/{name}/versions", json={"description": "d" * 2000}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "description"
+    assert router.http.get(f"/api/v1/functions/{name}/versions").json()["versions"] == []
+    assert router.http.post(f"/api/v1/functions/{name}/versions", json={}).status_code == 201
