@@ -326,21 +326,36 @@ def _selection(selection: object) -> Callable[[dict[str, object]], bool]:
 
 
 async def function_logs(request: web.Request) -> web.Response:
-    """Invocation output, oldest first: `?request_id=`, `?after=<id>` (to follow), `?limit=`."""
+    """Invocation output, oldest first: the newest `limit` entries (`since` a time, of one
+    `request_id`, containing `filter`), or those `after` an entry id, to follow."""
     svc = services(request)
     function = _known_function(request)
-    after = request.query.get("after", "-")
-    if after != "-" and not _stream_id(after):
+    after = request.query.get("after")
+    if after is not None and not _stream_id(after):
         raise HttpError(
             400, f"after must be an entry id like 1700000000000-0, got {after!r}", field="after"
         )
-    entries = await svc.logs.read(
+    entries, cursor = await svc.logs.read(
         function,
         after=after,
+        since_ms=_since_ms(request),
         limit=_limit(request),
         request_id=request.query.get("request_id") or None,
+        contains=request.query.get("filter") or None,
     )
-    return json_response({"function": function, "entries": entries})
+    return json_response({"function": function, "entries": entries, "cursor": cursor})
+
+
+def _since_ms(request: web.Request) -> int | None:
+    raw = request.query.get("since")
+    if raw is None:
+        return None
+    try:
+        return int(parse_time(raw, datetime.now(UTC)).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        raise HttpError(
+            400, f"since must be like 10m, 24h, 7d or an ISO 8601 time, got {raw!r}", field="since"
+        ) from None
 
 
 MAX_STREAM_PART = 2**64 - 1

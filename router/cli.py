@@ -147,11 +147,13 @@ def bundle(path: Path) -> bytes:
 
 
 def _observe_parsers(commands: Any) -> None:
-    logs = _client(commands.add_parser("logs", help="a function's invocation output"))
+    logs = _client(commands.add_parser("logs", help="a function's invocation logs, newest last"))
     logs.add_argument("function")
     logs.add_argument("--request-id", help="only this invocation")
-    logs.add_argument("--limit", type=int, default=100, help="entries to show (default 100)")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    logs.add_argument("--since", help="only since: 10m, 24h, 7d or an ISO 8601 time")
+    logs.add_argument("--filter", help="only entries containing this text")
+    logs.add_argument("--limit", type=int, default=100, help="the newest N entries (100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then keep printing new entries")
     logs.set_defaults(run=run_logs)
     usage = _client(commands.add_parser("usage", help="invocations, billed time, GB-seconds"))
     usage.add_argument("--since", default="24h", help="24h, 7d, 30m or an ISO 8601 time")
@@ -160,20 +162,30 @@ def _observe_parsers(commands: Any) -> None:
 
 
 def run_logs(args: argparse.Namespace) -> int:
+    """The newest entries; with --follow, then whatever comes, polled twice a second."""
+    path = f"/functions/{_quoted(args.function)}/logs"
     query = {"limit": str(args.limit)}
-    if args.request_id:
-        query["request_id"] = args.request_id
+    for key, value in (("request_id", args.request_id), ("filter", args.filter)):
+        if value:
+            query[key] = value
+    first = {**query, **({"since": args.since} if args.since else {})}
     try:
+        page = _call(args, "GET", f"{path}?{urllib.parse.urlencode(first)}")
         while True:
-            path = f"/functions/{args.function}/logs?{urllib.parse.urlencode(query)}"
-            for entry in _call(args, "GET", path)["entries"]:
+            for entry in page["entries"]:
                 print(entry["text"], end="", flush=True)
-                query["after"] = entry["id"]
             if not args.follow:
                 return 0
-            time.sleep(1)
+            cursor = page.get("cursor") or "0-0"
+            time.sleep(0.5)
+            follow = {**query, "limit": "1000", "after": cursor}
+            page = _call(args, "GET", f"{path}?{urllib.parse.urlencode(follow)}")
     except KeyboardInterrupt:
         return 0
+
+
+def _quoted(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
 
 
 def run_usage(args: argparse.Namespace) -> int:

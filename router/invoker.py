@@ -8,7 +8,7 @@ import logging
 import os
 from typing import Any
 
-from router.executors import Call, Executor, Outcome
+from router.executors import Call, ErrorInfo, Executor, Outcome
 from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
 from router.idempotency import Idempotency
@@ -143,24 +143,22 @@ class Invoker:
         self._usage.record(function, billed_ms, spec.memory_mb)
         if memory_mb:
             self._metrics.child(self._metrics.max_memory, function).set(memory_mb)
-        error = outcome.error
-        said = bool(outcome.logs) or error is not None
-        if not said and not log.isEnabledFor(logging.INFO):
-            return  # the metrics carry it all; no line to format
         report = _report_line(request_id, spec.memory_mb, outcome)
-        extra = {"request_id": request_id, "function": function}
-        log.debug("END RequestId: %s", request_id, extra=extra)
-        log.info("%s\tStatus: %s", report, outcome.status, extra=extra)
-        if not said:
-            return  # nothing said: the REPORT line and the metrics carry it all
-        failure = f"[ERROR] {error.type}: {error.message}\n" if error else ""
+        error = outcome.error
+        if log.isEnabledFor(logging.INFO):  # every invocation, its failure named
+            failure = "" if error is None else f"\tError: {error.type}: {error.message[:300]}"
+            extra = {"request_id": request_id, "function": function}
+            log.info("%s\tStatus: %s%s", report, outcome.status, failure, extra=extra)
+        # As Lambda writes them: every invocation's START, output, error and END, REPORT.
         self._logs.append(
             function,
             request_id,
             (
-                f"START RequestId: {request_id} Version: {spec.version}\n{outcome.logs}{failure}"
-                f"END RequestId: {request_id}\n{report}\n"
+                f"START RequestId: {request_id} Version: {spec.version}\n{outcome.logs}"
+                f"{_failure(error)}END RequestId: {request_id}\n{report}\n"
             ),
+            spec.log_max_entries,
+            spec.log_retention_s,
         )
 
     def turn_away(self) -> None:
@@ -181,6 +179,15 @@ class Invoker:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         self.pools.clear()
         await self._local.close()
+
+
+def _failure(error: ErrorInfo | None) -> str:
+    """An error's log lines: type and message, then its trace (never shown to webhook senders,
+    kept here for whoever may read the logs)."""
+    if error is None:
+        return ""
+    trace = "".join(f"{line}\n" for line in error.trace)
+    return f"[ERROR] {error.type}: {error.message}\n{trace}"
 
 
 def _report_line(request_id: str, memory_size_mb: int, outcome: Outcome) -> str:

@@ -328,6 +328,13 @@ def _observability() -> dict[str, Any]:
             "required": False,
             "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
         },
+        {
+            "name": "since",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "description": "10m, 24h, 7d or an ISO 8601 time"},
+        },
+        {"name": "filter", "in": "query", "required": False, "schema": {"type": "string"}},
     ]
     entry = {
         "type": "object",
@@ -352,7 +359,7 @@ def _observability() -> dict[str, Any]:
     return {
         "/functions/{name}/logs": {
             "get": {
-                "summary": "A function's invocation output, oldest first",
+                "summary": "A function's invocation output: the newest entries, oldest first",
                 "operationId": "logs",
                 "parameters": [NAME, *query],
                 "responses": {
@@ -364,6 +371,10 @@ def _observability() -> dict[str, Any]:
                             "properties": {
                                 "function": {"type": "string"},
                                 "entries": {"type": "array", "items": entry},
+                                "cursor": {
+                                    "type": ["string", "null"],
+                                    "description": "follow with ?after=<cursor>",
+                                },
                             },
                         },
                     ),

@@ -94,6 +94,12 @@ class FunctionSpec(Spec):
     env: dict[str, str] = Field(default_factory=dict)
     idempotent: bool = False
     description: str = Field("", max_length=1024)
+    log_max_entries: int | None = Field(
+        None, ge=1, le=1_000_000, description="invocations kept in the logs (else the router's)"
+    )
+    log_retention_s: int | None = Field(
+        None, ge=60, le=90 * 86400, description="how long they are kept (else the router's)"
+    )
     version: int = Field(0, ge=0, description="bumped by the registry on every change")
     source_sha256: str | None = Field(
         None, description="set by the router: the handler module's file, for code on its path"

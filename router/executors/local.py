@@ -38,7 +38,7 @@ class LocalExecutor:
         context = LambdaContext.create(
             call.function, spec.version, spec.memory_mb, call.request_id, spec.timeout_s
         )
-        output, token = capture.begin()
+        output, token = capture.begin(call.request_id)
         try:
             status, result, error = await self._outcome(handler, call, context)
         finally:
