@@ -220,7 +220,7 @@ async def invoke(request: web.Request) -> web.Response:
     spec = svc.registry.snapshot.functions.get(name)
     if spec is None:
         raise HttpError(404, f"function {name!r} does not exist")
-    event = await read_json(request, svc.settings.max_body_bytes)
+    event = await read_json(request, svc.settings.max_body_bytes, empty={})
     if mode == "async":
         try:
             event_id = request.headers.get("Idempotency-Key")

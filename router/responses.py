@@ -74,8 +74,9 @@ def decoded(request: web.Request, body: bytes, limit: int) -> bytes:
     return encodings.decode(body, content_encoding, limit)
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    """A JSON request body; raises web.HTTPException-compatible JSON errors."""
+async def read_json(request: web.Request, limit: int, empty: Any = None) -> Any:
+    """A JSON request body; raises web.HTTPException-compatible JSON errors. An empty body is
+    `empty` when one is given (Invoke's is the event `{}`, as Lambda's), else refused."""
     try:
         raw = decoded(request, await read_limited(request, limit), limit)
     except BodyTooLarge:
@@ -83,6 +84,8 @@ async def read_json(request: web.Request, limit: int) -> Any:
     except encodings.EncodingError as exc:
         raise HttpError(exc.status, str(exc), headers=exc.headers) from None
     if not raw.strip():
+        if empty is not None:
+            return empty
         raise HttpError(400, "request body is empty; a JSON document is required")
     try:
         return orjson.loads(raw)

@@ -158,6 +158,7 @@ class Runner:
         self._init = init
         self._loop = _event_loop() if is_async(handler) else None
         self._peak = PeakMemory()
+        self._stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         init = self._init
@@ -169,6 +170,8 @@ class Runner:
             init["timeout_s"],
             deadline_ms=request["deadline_ms"],
         )
+        if self._stream:
+            context.log_stream_name = self._stream  # the environment's, as its variable says
         RequestIds.current = request["request_id"]
         reply = self._outcome(request["event"], context)
         RequestIds.current = None
