@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from router import filters, signatures
+from router.names import is_router_exchange
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -189,6 +190,19 @@ class AmqpTrigger(TriggerBase):
     exchange: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")
     exchange_type: Literal["direct", "topic", "fanout", "headers"] = "topic"
     routing_key: str = Field("#", max_length=255)
+
+    @field_validator("exchange")
+    @classmethod
+    def _not_the_routers(cls, exchange: str) -> str:
+        if exchange == "amq.default":
+            raise ValueError("the default exchange cannot be bound")
+        if is_router_exchange(exchange):
+            raise ValueError(
+                f"{exchange!r} is named like one of the router's own exchanges (names ending in"
+                " '.work' or '.dlx', or containing '.delay.'): binding it would read the router's"
+                " internal traffic, of this namespace or another"
+            )
+        return exchange
 
 
 TriggerSpec = Annotated[WebhookTrigger | AmqpTrigger, Field(discriminator="type")]
