@@ -29,6 +29,7 @@ from router.names import Names
 
 log = logging.getLogger("router.seal")
 KEY_BYTES = 32
+MAX_KEY_BYTES = 64  # BLAKE2b's longest key
 KEEP_S = 5.0
 REFRESH_S = 1.0
 INVOCATION_ID = SEALED[0]
@@ -60,11 +61,14 @@ class Seal:
 
     async def load(self) -> None:
         """Read the namespace's keys (creating the first); without Redis (a tool, a test), a
-        key of this process only. Raises RedisError when Redis cannot be reached."""
+        key of this process only. Raises RedisError when Redis cannot be reached, SealError
+        when the set holds no usable key."""
         if self._redis is None:
             self._keys = self._keys or (os.urandom(KEY_BYTES),)
             return
         await self._exchange()
+        if not self._keys:  # only garbage in the set: trusting nothing would dead-letter all
+            raise SealError(f"no usable key in Redis set {self._names.envelope_keys}")
 
     async def keep(self) -> None:
         """Write the known keys back and learn new ones, every KEEP_S, forever."""
@@ -101,7 +105,7 @@ class Seal:
         fresh = os.urandom(KEY_BYTES).hex()
         known = [key.hex() for key in self._keys]
         members = await self._redis.eval(_KEEP, 1, self._names.envelope_keys, fresh, *known)
-        keys = {bytes.fromhex(m.decode() if isinstance(m, bytes) else m) for m in members}
+        keys = {key for key in map(_key, members) if key is not None}
         keys |= set(self._keys)
         self._keys = tuple(sorted(keys))
 
@@ -128,3 +132,15 @@ class Seal:
         if envelope is None:
             raise Unsealed("a seal without an envelope")
         return envelope
+
+
+def _key(member: bytes | str) -> bytes | None:
+    """A key from its hex form in Redis; None (logged) for anything else someone put there."""
+    try:
+        key = bytes.fromhex(member.decode() if isinstance(member, bytes) else member)
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if not 16 <= len(key) <= MAX_KEY_BYTES:
+        log.error("ignoring a member of the envelope keys that is not a key: %r", member[:80])
+        return None
+    return key

@@ -285,3 +285,17 @@ def test_forged_header_values_are_never_an_error() -> None:
                 seal.open(headers, "fn", BODY)
 
     run(test)
+
+
+def test_what_is_not_a_key_in_the_set_is_ignored() -> None:
+    async def test(redis: Redis, names: Names) -> None:
+        await redis.sadd(names.envelope_keys, "not hex", "abcd", "ff" * 65)
+        seal = Seal(redis, names)
+        with pytest.raises(SealError):  # nothing usable, and the set is not empty: no key made
+            await seal.load()
+        assert not seal.loaded
+        await redis.sadd(names.envelope_keys, "ab" * 32)
+        await seal.load()
+        assert seal.open(sealed(seal), "fn", BODY) is not None
+
+    run(test)
