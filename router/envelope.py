@@ -39,6 +39,7 @@ SEALED = tuple(
     )
 )
 MAC_BYTES = 16
+Keyed = hashlib.blake2b  # with its key: see keyed()
 
 
 class Unsealed(ValueError):
@@ -80,20 +81,20 @@ class Envelope:
     def from_headers(cls, headers: Mapping[str, Any]) -> Envelope | None:
         """The envelope, or None for a message without one. Trust it only once its seal is
         checked (`Seal.open`): anything here could have been written by anyone."""
-        if PREFIX + "invocation-id" not in headers:
+        invocation_id, event_id, trigger, accepted_at, attempt, errors, version, source = map(
+            headers.get, SEALED
+        )
+        if invocation_id is None:
             return None
-        raw_errors = headers.get(PREFIX + "errors")
-        errors = tuple(orjson.loads(_text(raw_errors))) if raw_errors else ()
-        trigger = headers.get(PREFIX + "trigger")
-        version = headers.get(PREFIX + "function-version")
-        source = headers.get(PREFIX + "source")
+        if event_id is None or accepted_at is None:
+            raise KeyError("an envelope without its event id or time of acceptance")
         return cls(
-            invocation_id=_text(headers[PREFIX + "invocation-id"]),
-            event_id=_text(headers[PREFIX + "event-id"]),
+            invocation_id=_text(invocation_id),
+            event_id=_text(event_id),
             trigger=_text(trigger) if trigger else None,
-            accepted_at=float(_text(headers[PREFIX + "accepted-at"])),
-            attempt=int(headers.get(PREFIX + "attempt", 1)),
-            errors=errors,
+            accepted_at=float(_text(accepted_at)),
+            attempt=1 if attempt is None else int(attempt),
+            errors=tuple(orjson.loads(_text(errors))) if errors else (),
             function_version=None if version is None else int(version),
             source=orjson.loads(_text(source)) if source else None,
         )
@@ -118,28 +119,36 @@ class Envelope:
         )
 
 
-def mac(key: bytes, function: str, headers: Mapping[str, Any], body: bytes) -> str:
-    """The MAC of an envelope for `function`: keyed BLAKE2b (a MAC by construction, and about
-    twice as fast as HMAC-SHA256 here) over the sealed headers as text, then the body."""
-    covered = orjson.dumps([function, *(_sealed_text(headers.get(name)) for name in SEALED)])
-    digest = hashlib.blake2b(covered, key=key, digest_size=MAC_BYTES)
+def keyed(key: bytes) -> Keyed:
+    """A MAC of `key`, ready to be copied for each message: keyed BLAKE2b (a MAC by
+    construction, about twice as fast as HMAC-SHA256 here; a copy skips hashing the key)."""
+    return hashlib.blake2b(key=key, digest_size=MAC_BYTES)
+
+
+def mac(key: Keyed, function: str, headers: Mapping[str, Any], body: bytes) -> str:
+    """The MAC of an envelope for `function`: over the sealed headers as text, then the body."""
+    get = headers.get
+    texts = [v if (v := get(name)) is None or type(v) is str else _text(v) for name in SEALED]
+    digest = key.copy()
+    digest.update(orjson.dumps([function, *texts]))
     digest.update(body)
     return digest.hexdigest()
 
 
 def verified(
-    keys: tuple[bytes, ...], function: str, headers: Mapping[str, Any], body: bytes
+    keys: tuple[Keyed, ...], function: str, headers: Mapping[str, Any], body: bytes
 ) -> bool:
     claimed = headers.get(SEAL)
-    if claimed is None or not keys:
+    if claimed is None:
         return False
     given = _text(claimed).encode("utf-8", "replace")
     try:
-        return any(
-            hmac.compare_digest(mac(key, function, headers, body).encode(), given) for key in keys
-        )
-    except (TypeError, orjson.JSONEncodeError):  # header values no envelope of ours has
-        return False
+        for key in keys:
+            if hmac.compare_digest(mac(key, function, headers, body).encode(), given):
+                return True
+    except orjson.JSONEncodeError:  # header values no envelope of ours has
+        pass
+    return False
 
 
 def carries_envelope(headers: Mapping[str, Any]) -> bool:
@@ -176,9 +185,7 @@ def from_source(source: Mapping[str, Any], body: bytes) -> events.AmqpMessage:
     )
 
 
-def _sealed_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -24,7 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from router.envelope import SEAL, SEALED, Envelope, Unsealed, mac, verified
+from router.envelope import SEAL, SEALED, Envelope, Keyed, Unsealed, keyed, mac, verified
 from router.names import Names
 
 log = logging.getLogger("router.seal")
@@ -52,6 +52,7 @@ class Seal:
         self._redis = redis
         self._names = names
         self._keys: tuple[bytes, ...] = ()  # the signing key first
+        self._macs: tuple[Keyed, ...] = ()  # the same, ready to use
         self._refreshed = 0.0
         self._refreshing: asyncio.Task[bool] | None = None
 
@@ -64,7 +65,7 @@ class Seal:
         key of this process only. Raises RedisError when Redis cannot be reached, SealError
         when the set holds no usable key."""
         if self._redis is None:
-            self._keys = self._keys or (os.urandom(KEY_BYTES),)
+            self._use(self._keys or (os.urandom(KEY_BYTES),))
             return
         await self._exchange()
         if not self._keys:  # only garbage in the set: trusting nothing would dead-letter all
@@ -107,14 +108,17 @@ class Seal:
         members = await self._redis.eval(_KEEP, 1, self._names.envelope_keys, fresh, *known)
         keys = {key for key in map(_key, members) if key is not None}
         keys |= set(self._keys)
-        self._keys = tuple(sorted(keys))
+        self._use(tuple(sorted(keys)))
+
+    def _use(self, keys: tuple[bytes, ...]) -> None:
+        self._keys, self._macs = keys, tuple(map(keyed, keys))
 
     def headers(self, envelope: Envelope, function: str, body: bytes) -> dict[str, Any]:
         """The envelope's headers, sealed for this function and body."""
-        if not self._keys:
+        if not self._macs:
             raise SealError("the envelope keys are not loaded yet")
         headers = envelope.headers()
-        headers[SEAL] = mac(self._keys[0], function, headers, body)
+        headers[SEAL] = mac(self._macs[0], function, headers, body)
         return headers
 
     def open(self, headers: Mapping[str, Any], function: str, body: bytes) -> Envelope | None:
@@ -123,7 +127,7 @@ class Seal:
         (a replica with no key loaded trusts none)."""
         if SEAL not in headers and INVOCATION_ID not in headers:
             return None
-        if not verified(self._keys, function, headers, body):
+        if not verified(self._macs, function, headers, body):
             raise Unsealed("the envelope's seal is missing or wrong")
         try:
             envelope = Envelope.from_headers(headers)

@@ -16,7 +16,7 @@ import pika
 import pytest
 from redis.asyncio import Redis
 
-from router.envelope import SEAL, Envelope, Unsealed, mac
+from router.envelope import SEAL, Envelope, Unsealed, keyed, mac
 from router.names import Names
 from router.seal import Seal, SealError
 from tests.conftest import REDIS_URL, Router, unique
@@ -132,7 +132,7 @@ def test_a_sealed_envelope_through_a_binding_is_still_only_data(
     victim = str(uuid.uuid4())
     envelope = Envelope(victim, "copied", "hook", time.time()).headers()
     body = b'{"region": "us"}'
-    envelope[SEAL] = mac(key, function, envelope, body)
+    envelope[SEAL] = mac(keyed(key), function, envelope, body)
     publish(amqp, exchange, f"{function}.y", body, envelope)
     publish(amqp, exchange, f"{function}.y", b'{"region": "eu"}', {})
     runs = router.wait_ledger(function, 1)
