@@ -11,6 +11,7 @@ it with `broker.seal`, and the keys are read before anything is published or con
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ log = logging.getLogger("router.broker")
 # Bounded redeliveries of a message whose consumer died mid-run (a crash loop would otherwise
 # spin forever); past it RabbitMQ dead-letters the message to the function's DLQ.
 DELIVERY_LIMIT = 20
+MAX_MESSAGE_ID = 255  # bytes: an AMQP short string
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class Broker:
         """
         if not self.connected:
             raise BrokerError("RabbitMQ is not connected")
+        message_id = amqp_message_id(message_id)
         if delay_ms:
             exchange = await self._delay_exchange(delay_ms)
         elif dead_letter:
@@ -254,6 +257,14 @@ class Broker:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+
+def amqp_message_id(event_id: str) -> str:
+    """The event id as an AMQP message id, or its digest when it is longer than the 255 bytes
+    AMQP allows (a sender's delivery id may be; the envelope carries it whole)."""
+    if len(event_id) <= MAX_MESSAGE_ID // 4 or len(event_id.encode()) <= MAX_MESSAGE_ID:
+        return event_id
+    return "blake2b:" + hashlib.blake2b(event_id.encode(), digest_size=32).hexdigest()
 
 
 def _cancelling() -> bool:

@@ -128,3 +128,18 @@ def test_own_work_exchange_cannot_be_bound(router: Router) -> None:
 )
 def test_is_router_exchange(name: str, reserved: bool) -> None:
     assert is_router_exchange(name) is reserved
+
+
+def test_an_event_id_longer_than_an_amqp_message_id_is_queued(router: Router) -> None:
+    """A sender's delivery id may exceed the 255 bytes of an AMQP message id: the event is
+    still accepted (once a 503), retried and dead-lettered under it."""
+    function, trigger = unique("longid"), unique("longid")
+    router.put_function(
+        function, handler="testfns:fail", isolation="thread", retry={"max_attempts": 2}
+    )
+    router.put_trigger(trigger, function=function, type="webhook", mode="async")
+    event_id = "delivery-" + "x" * 300
+    accepted = router.http.post(f"/hooks/{trigger}", json={}, headers={"X-Request-Id": event_id})
+    assert accepted.status_code == 202, accepted.text
+    record = router.invocation(accepted.json()["invocation_id"], ("dead_lettered",))
+    assert (record["event_id"], record["attempt"]) == (event_id, 2)
