@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from router.archive import MAX_ZIPPED, ArchiveError
 from router.broker import BrokerError
 from router.bundles import Bundle
+from router.dlq import UnknownDeadLetter
 from router.events import new_id
 from router.pool import Throttled
 from router.registry import TRIGGER, NotFound, Trigger
@@ -268,60 +268,83 @@ def _limit(request: web.Request) -> int:
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
+    """A page of dead letters, oldest first: `?limit=`, `?after=<id>` for the next page."""
     svc = services(request)
     function = _known_function(request)
     limit = _limit(request)
+    after = request.query.get("after") or None
     try:
-        messages = await svc.dead_letters.list(function, limit)
-        # Below the limit we saw them all; quorum queues report their depth a little late.
-        count = len(messages) if len(messages) < limit else await svc.dead_letters.count(function)
+        page = await svc.dead_letters.page(function, limit, after)
+        # A page that read the whole queue counted it; quorum queues report depth a bit late.
+        count = page.count if page.count is not None else await svc.dead_letters.count(function)
+    except UnknownDeadLetter:
+        raise HttpError(
+            404,
+            f"no dead letter {after!r} to list after (replayed or purged since?): list again"
+            " without after",
+            field="after",
+        ) from None
     except BrokerError as exc:
         raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
-    return json_response({"function": function, "count": count, "messages": messages})
+    return json_response(
+        {"function": function, "count": count, "messages": page.messages, "next": page.next}
+    )
 
 
 async def get_dead_letter(request: web.Request) -> web.Response:
     svc = services(request)
     function, wanted = _known_function(request), request.match_info["id"]
-    for message in await svc.dead_letters.list(function, 10_000):
-        if message["id"] == wanted:
-            return json_response(message)
-    raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
+    try:
+        return json_response(await svc.dead_letters.get(function, wanted))
+    except UnknownDeadLetter:
+        raise HttpError(404, f"no dead letter {wanted!r} for {function!r}") from None
+    except BrokerError as exc:
+        raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
-    """Body `{"id": "..."}` replays one, `{"all": true}` every dead letter."""
+    """Body `{"id": "..."}` replays one, `{"all": true}` every dead letter; malformed ones are
+    skipped, each with its reason."""
     svc = services(request)
     function = _known_function(request)
-    selection = await read_json(request, MAX_SPEC_BYTES)
-    select = _selection(selection)
+    wanted = _selection(await read_json(request, MAX_SPEC_BYTES))
     try:
-        replayed = await svc.dead_letters.replay(function, select)
+        result = await svc.dead_letters.replay(function, wanted)
     except BrokerError as exc:
         raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
-    if replayed == 0 and isinstance(selection, dict) and "id" in selection:
-        raise HttpError(404, f"no dead letter {selection['id']!r} for {function!r}")
-    return json_response({"replayed": replayed})
+    if wanted is not None and result.replayed == 0:
+        if result.skipped:
+            reason = result.skipped[0]["reason"]
+            raise HttpError(
+                409, f"dead letter {wanted!r} cannot be replayed ({reason}); purge it", field="id"
+            )
+        raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
+    answer: dict[str, Any] = {"replayed": result.replayed}
+    if result.skipped:
+        answer["skipped"] = result.skipped
+    return json_response(answer)
 
 
 async def purge_dead_letters(request: web.Request) -> web.Response:
     svc = services(request)
     function = _known_function(request)
     wanted = request.match_info.get("id")
-    purged = await svc.dead_letters.purge(
-        function, (lambda m: m["id"] == wanted) if wanted else (lambda m: True)
-    )
+    try:
+        purged = await svc.dead_letters.purge(function, wanted)
+    except BrokerError as exc:
+        raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
     if wanted and purged == 0:
         raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
     return json_response({"purged": purged})
 
 
-def _selection(selection: object) -> Callable[[dict[str, object]], bool]:
+def _selection(selection: object) -> str | None:
+    """The id to replay, or None for all."""
     if isinstance(selection, dict) and selection.get("all") is True and "id" not in selection:
-        return lambda message: True
+        return None
     if isinstance(selection, dict) and isinstance(selection.get("id"), str) and len(selection) == 1:
-        wanted = selection["id"]
-        return lambda message: message["id"] == wanted
+        wanted: str = selection["id"]
+        return wanted
     raise HttpError(400, 'give {"id": "<dead letter id>"} or {"all": true}', field="body")
 
 

@@ -89,7 +89,7 @@ def build_services(settings: Settings) -> Services:
     )
     store = RegistryStore(redis, names)
     registry = Registry(store, redis, names, settings.registry_poll_s)
-    broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics)
+    broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics, redis)
     idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
     usage = Usage(redis, names)
     logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s, metrics)
@@ -108,7 +108,9 @@ def build_services(settings: Settings) -> Services:
         logs,
     )
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
-    dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
+    dispatcher = Dispatcher(
+        registry, invoker, invocations, broker, metrics, settings.max_event_bytes
+    )
     consumers = Consumers(broker, dispatcher, names, settings.prefetch_multiplier)
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)

@@ -2,6 +2,12 @@
 
 `_settle` is the only place a message is acked or nacked, and it runs only once the outcome is
 known and, for a retry or a dead letter, once RabbitMQ has confirmed the copy that replaces it.
+
+Two kinds of message reach a function's queue. Through the router's own work exchange come the
+events it published itself (async webhooks and invokes, retries from the delay tiers, replays):
+their envelope must carry a valid seal, or they are dead-lettered unrun. Through a trigger's
+binding comes whatever anyone publishes to the user's exchange: always a plain AMQP event,
+filtered, with an invocation id of its own, whatever `x-router-*` headers it carries.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import asyncio
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -20,17 +26,19 @@ from redis.exceptions import RedisError
 from router import events, filters, retry
 from router.acks import Acks
 from router.broker import Broker, BrokerError
-from router.envelope import Envelope
+from router.envelope import Envelope, Unsealed, carries_envelope, to_source
 from router.executors import ErrorInfo, Outcome
 from router.invocations import InvocationStore, Record
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.pool import TurnedAway
 from router.registry import Registry, Snapshot
+from router.seal import SealError
 from router.specs import AmqpTrigger, FunctionSpec
 
 log = logging.getLogger("router.dispatcher")
 Settlement = Literal["ack", "nack"]
+DEFAULT_MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,12 +56,15 @@ class Dispatcher:
         store: InvocationStore,
         broker: Broker,
         metrics: Metrics,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._registry = registry
         self._invoker = invoker
         self._store = store
         self._broker = broker
         self._metrics = metrics
+        self._max_event_bytes = max_event_bytes
+        self._work_exchange = broker.names.work_exchange
         self._running = 0
         self._draining = False
         self._idle = asyncio.Event()
@@ -104,10 +115,19 @@ class Dispatcher:
         if spec is None:
             # Deleted while this message was in flight: keep it for when the function returns.
             return "nack"
-        try:
-            delivery = self._delivery(function, message, snapshot)
-        except (ValueError, KeyError, orjson.JSONDecodeError) as exc:
-            return await self._dead_letter_malformed(function, message, exc)
+        delivery: Delivery | None
+        if _exchange(message) == self._work_exchange:
+            try:
+                delivery = await self._own(function, message)
+            except Unsealed as exc:
+                self._metrics.child(self._metrics.envelope_rejections, function, "unverified").inc()
+                return await self._dead_letter_raw(function, message, "unverified", str(exc))
+            except (ValueError, KeyError, orjson.JSONDecodeError) as exc:
+                return await self._dead_letter_raw(function, message, "malformed", str(exc))
+        elif len(message.body) > self._max_event_bytes:
+            return await self._dead_letter_oversize(function, message, snapshot)
+        else:
+            delivery = self._from_binding(function, message, snapshot)
         if delivery is None:
             return "ack"
         age_s = time.time() - delivery.envelope.accepted_at
@@ -128,24 +148,39 @@ class Dispatcher:
             return "nack"  # prefetched, never started: back to the queue for other replicas
         return await self._settle(delivery, spec, outcome)
 
-    def _delivery(
+    async def _own(self, function: str, message: DeliveredMessage) -> Delivery:
+        """An event the router published: its envelope must be sealed by this namespace.
+
+        Unsealed (after reading the keys again, in case another replica made a new one) means
+        it was not written by the router: raised for the caller to dead-letter it unrun.
+        """
+        headers = message.header.properties.headers or {}
+        seal = self._broker.seal
+        try:
+            envelope = seal.open(headers, function, message.body)
+        except Unsealed:
+            if not await seal.refresh():
+                raise
+            envelope = seal.open(headers, function, message.body)
+        if envelope is None:
+            raise Unsealed("a message on the router's own exchange without an envelope")
+        return Delivery(function, envelope.event(message.body), envelope)
+
+    def _from_binding(
         self, function: str, message: DeliveredMessage, snapshot: Snapshot
     ) -> Delivery | None:
-        """The event to run, or None when every binding trigger's filter turns it away."""
-        envelope = Envelope.from_headers(message.header.properties.headers or {})
-        if envelope is not None:
-            return Delivery(function, orjson.loads(message.body), envelope)
+        """A message from a user's exchange, as an AMQP event, or None when every binding
+        trigger's filter turns it away. Its headers are data, never an envelope."""
         amqp = _amqp_message(message)
+        if amqp.headers and carries_envelope(amqp.headers):
+            self._metrics.child(self._metrics.envelope_rejections, function, "forged").inc()
         event = events.amqp_event(amqp, attempt=1)
         trigger = _matching_trigger(snapshot, function, event)
         if trigger is None:
             for name in snapshot.amqp_triggers_of(function):
                 self._metrics.child(self._metrics.filtered, function, name).inc()
             return None
-        invocation_id = events.new_id()
-        event_id = events.amqp_event_id(amqp) or invocation_id
-        accepted = amqp.timestamp.timestamp() if amqp.timestamp else time.time()
-        return Delivery(function, event, Envelope(invocation_id, event_id, trigger, accepted))
+        return Delivery(function, event, _fresh_envelope(amqp, trigger))
 
     async def _run(self, delivery: Delivery, spec: FunctionSpec) -> Outcome:
         env = delivery.envelope
@@ -199,8 +234,9 @@ class Dispatcher:
             if decision == "retry":
                 await self._retry(delivery, body, env.next_attempt(failure), spec, outcome)
             else:
-                await self._dead_letter(delivery, body, env.failed(failure), spec, outcome)
-        except BrokerError as exc:
+                failed = env.failed(failure, spec.version)
+                await self._dead_letter(delivery, body, failed, outcome)
+        except (BrokerError, SealError) as exc:
             log.warning(
                 "could not re-publish %s (%s); returning it to the queue", env.invocation_id, exc
             )
@@ -221,21 +257,16 @@ class Dispatcher:
         await self._broker.publish(
             delivery.function,
             body,
-            envelope.headers(),
+            self._broker.seal.headers(envelope, delivery.function, body),
             envelope.event_id,
             delay_ms=retry.tier(delay_s),
         )
         self._metrics.child(self._metrics.retries, delivery.function).inc()
 
     async def _dead_letter(
-        self,
-        delivery: Delivery,
-        body: bytes,
-        envelope: Envelope,
-        spec: FunctionSpec,
-        outcome: Outcome,
+        self, delivery: Delivery, body: bytes, envelope: Envelope, outcome: Outcome
     ) -> None:
-        headers = {**envelope.headers(), "x-router-function-version": spec.version}
+        headers = self._broker.seal.headers(envelope, delivery.function, body)
         await self._broker.publish(
             delivery.function, body, headers, envelope.event_id, dead_letter=True
         )
@@ -247,13 +278,15 @@ class Dispatcher:
         if record is not None:
             self._store.save({**record.model_dump(), "status": "dead_lettered"})
 
-    async def _dead_letter_malformed(
-        self, function: str, message: DeliveredMessage, exc: Exception
+    async def _dead_letter_raw(
+        self, function: str, message: DeliveredMessage, reason: str, detail: str
     ) -> Settlement:
-        log.warning("dead-lettering a malformed message on %s: %s", function, exc)
+        """Dead-letter a message from the router's own exchange that cannot be trusted or read,
+        as it came: the dead-letter queue lists it as malformed, for someone to look at."""
+        log.warning("dead-lettering a message on %s unrun (%s): %s", function, reason, detail)
         headers = {
             **(message.header.properties.headers or {}),
-            "x-router-error": f"malformed message: {exc}",
+            "x-router-error": f"{reason}: {detail}",
         }
         try:
             await self._broker.publish(
@@ -265,9 +298,61 @@ class Dispatcher:
             )
         except BrokerError:
             return "nack"
-        self._metrics.child(self._metrics.dead_letters, function, "malformed").inc()
-        self._metrics.child(self._metrics.async_dropped, function, "malformed").inc()
+        self._metrics.child(self._metrics.dead_letters, function, reason).inc()
+        self._metrics.child(self._metrics.async_dropped, function, reason).inc()
         return "ack"
+
+    async def _dead_letter_oversize(
+        self, function: str, message: DeliveredMessage, snapshot: Snapshot
+    ) -> Settlement:
+        """Dead-letter a message over ROUTER_MAX_EVENT_BYTES unrun and undecoded: its body as it
+        came, its properties in the sealed envelope, so a replay can still make its event."""
+        amqp = _amqp_message(message)
+        error = {
+            "attempt": 0,
+            "status": "oversize",
+            "type": "EventTooLarge",
+            "message": f"the message is {len(amqp.body)} bytes, over ROUTER_MAX_EVENT_BYTES"
+            f" ({self._max_event_bytes})",
+            "at": time.time(),
+        }
+        fresh = _fresh_envelope(amqp, _bound_trigger(snapshot, function, amqp))
+        envelope = replace(fresh, errors=(error,), source=to_source(amqp))
+        log.warning(
+            "dead-lettering %s on %s: %s", envelope.invocation_id, function, error["message"]
+        )
+        try:
+            headers = self._broker.seal.headers(envelope, function, amqp.body)
+            await self._broker.publish(
+                function, amqp.body, headers, envelope.event_id, dead_letter=True
+            )
+        except (BrokerError, SealError):
+            return "nack"
+        self._metrics.child(self._metrics.dead_letters, function, "oversize").inc()
+        self._metrics.child(self._metrics.async_dropped, function, "oversize").inc()
+        return "ack"
+
+
+def _fresh_envelope(amqp: events.AmqpMessage, trigger: str | None) -> Envelope:
+    """A new invocation for a message from a user's exchange. Its age counts from its AMQP
+    timestamp, never from the future (that would exempt it from max_event_age_s)."""
+    invocation_id = events.new_id()
+    event_id = events.amqp_event_id(amqp) or invocation_id
+    now = time.time()
+    accepted = min(amqp.timestamp.timestamp(), now) if amqp.timestamp else now
+    return Envelope(invocation_id, event_id, trigger, accepted)
+
+
+def _bound_trigger(snapshot: Snapshot, function: str, amqp: events.AmqpMessage) -> str | None:
+    """The first amqp trigger of the function whose binding routes the message (no filter)."""
+    for name, trigger in snapshot.amqp_triggers_of(function).items():
+        if trigger.exchange == amqp.exchange and binding_matches(trigger, amqp.routing_key):
+            return name
+    return None
+
+
+def _exchange(message: DeliveredMessage) -> str:
+    return getattr(message.delivery, "exchange", "") or ""
 
 
 def _matching_trigger(snapshot: Snapshot, function: str, event: dict[str, Any]) -> str | None:

@@ -237,6 +237,14 @@ class Metrics:
             "trigger",
             "reason",
         )
+        self.envelope_rejections = c(
+            "router_envelope_rejections",
+            "Messages with router headers the router did not seal: forged through a binding"
+            " (run as plain AMQP events) or unverified on the router's own exchange"
+            " (dead-lettered).",
+            "function",
+            "reason",
+        )
         self.confirm_latency = eh(
             "router_publish_confirm_seconds", "Time for RabbitMQ to confirm a persistent publish."
         )

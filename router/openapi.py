@@ -147,6 +147,13 @@ def _dlq() -> dict[str, Any]:
         "required": False,
         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
     }
+    after = {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "the `next` of the previous page",
+        "schema": {"type": "string"},
+    }
     purged = {
         "type": "object",
         "required": ["purged"],
@@ -158,17 +165,18 @@ def _dlq() -> dict[str, Any]:
             "get": {
                 "summary": "List dead letters",
                 "operationId": "list_dead_letters",
-                "parameters": [limit],
+                "parameters": [limit, after],
                 "responses": {
                     "200": _answer(
-                        "dead letters",
+                        "a page of dead letters, oldest first",
                         {
                             "type": "object",
-                            "required": ["function", "count", "messages"],
+                            "required": ["function", "count", "messages", "next"],
                             "properties": {
                                 "function": {"type": "string"},
                                 "count": {"type": "integer"},
                                 "messages": {"type": "array", "items": letter},
+                                "next": {"type": ["string", "null"]},
                             },
                         },
                     ),
@@ -213,9 +221,22 @@ def _dlq() -> dict[str, Any]:
                         {
                             "type": "object",
                             "required": ["replayed"],
-                            "properties": {"replayed": {"type": "integer"}},
+                            "properties": {
+                                "replayed": {"type": "integer"},
+                                "skipped": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "id": {"type": "string"},
+                                            "reason": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
                         },
                     ),
+                    "409": _answer("a malformed dead letter: purge it", _ref("Error")),
                     **ERRORS,
                 },
             }
@@ -439,9 +460,14 @@ def _schemas() -> dict[str, Any]:
         "Invocation": invocation,
         "DeadLetter": {
             "type": "object",
-            "required": ["id", "errors", "event"],
+            "required": ["id", "kind", "errors", "event", "size"],
             "properties": {
-                "id": {"type": ["string", "null"]},
+                "id": {"type": "string"},
+                "kind": {"enum": ["sealed", "raw", "malformed"]},
+                "malformed": {"type": ["string", "null"], "description": "what is wrong"},
+                "size": {"type": "integer", "description": "bytes of the body"},
+                "truncated": {"type": "boolean"},
+                "preview": {"type": "string", "description": "the body's start, when truncated"},
                 "event_id": {"type": ["string", "null"]},
                 "trigger": {"type": ["string", "null"]},
                 "attempts": {"type": ["integer", "null"]},

@@ -31,6 +31,7 @@ class Settings:
     registry_poll_s: float = 0.5
     publish_timeout_s: float = 5.0
     max_body_bytes: int = 6 * 1024 * 1024
+    max_event_bytes: int = 6 * 1024 * 1024  # AMQP messages from users' exchanges
     body_timeout_s: float = 30.0
     thread_workers: int = 32
     prefetch_multiplier: int = 2
@@ -71,6 +72,10 @@ class Settings:
         if self.prefetch_multiplier < 1:
             raise SettingsError(
                 f"ROUTER_PREFETCH_MULTIPLIER must be 1 or more, got {self.prefetch_multiplier}"
+            )
+        if self.max_event_bytes < 1:
+            raise SettingsError(
+                f"ROUTER_MAX_EVENT_BYTES must be 1 or more, got {self.max_event_bytes}"
             )
         if self.log_format not in ("auto", "json", "plain"):
             raise SettingsError(

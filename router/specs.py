@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from router import filters, loader, signatures
+from router.names import is_router_exchange
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 HANDLER_PATTERN = r"^\S{1,128}$"  # Lambda's; each runtime checks its own form below
@@ -278,6 +279,19 @@ class AmqpTrigger(TriggerBase):
     exchange: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")
     exchange_type: Literal["direct", "topic", "fanout", "headers"] = "topic"
     routing_key: str = Field("#", max_length=255)
+
+    @field_validator("exchange")
+    @classmethod
+    def _not_the_routers(cls, exchange: str) -> str:
+        if exchange == "amq.default":
+            raise ValueError("the default exchange cannot be bound")
+        if is_router_exchange(exchange):
+            raise ValueError(
+                f"{exchange!r} is named like one of the router's own exchanges (names ending in"
+                " '.work' or '.dlx', or containing '.delay.'): binding it would read the router's"
+                " internal traffic, of this namespace or another"
+            )
+        return exchange
 
 
 TriggerSpec = Annotated[WebhookTrigger | AmqpTrigger, Field(discriminator="type")]
