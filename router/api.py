@@ -110,6 +110,21 @@ async def put_function(request: web.Request) -> web.Response:
     return json_response(_function_view(name, stored), status=201 if created else 200)
 
 
+async def patch_function(request: web.Request) -> web.Response:
+    """Change some fields, keeping the rest (a `trigger-router functions update`)."""
+    svc = services(request)
+    name = _name(request)
+    current = await svc.registry.store.get_function(name)
+    patch = await read_json(request, MAX_FUNCTION_BYTES)
+    if not isinstance(patch, dict):
+        raise HttpError(400, "a PATCH body is a JSON object of the fields to change", field="body")
+    patch, bundle = await _with_code(request, name, patch)
+    kept = current.model_dump(exclude={"version", "source_sha256"}, exclude_none=True)
+    spec: FunctionSpec = _validated(FUNCTION, {**kept, **strip_read_only(patch)})
+    stored, _ = await svc.admin.put_function(name, spec, bundle)
+    return json_response(_function_view(name, stored))
+
+
 async def _with_code(
     request: web.Request, name: str, payload: dict[str, Any]
 ) -> tuple[dict[str, Any], Bundle | None]:
@@ -424,6 +439,7 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{PREFIX}/functions", list_functions),
         web.get(f"{PREFIX}/functions/{{name}}", get_function),
         web.put(f"{PREFIX}/functions/{{name}}", put_function),
+        web.patch(f"{PREFIX}/functions/{{name}}", patch_function),
         web.get(f"{PREFIX}/functions/{{name}}/code", get_code),
         web.put(f"{PREFIX}/functions/{{name}}/code", put_code),
         web.delete(f"{PREFIX}/functions/{{name}}", delete_function),

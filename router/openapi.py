@@ -81,6 +81,21 @@ def _crud(kind: str, schema: str, listing: str) -> dict[str, Any]:
                     **ERRORS,
                 },
             },
+            **(
+                {
+                    "patch": {
+                        "summary": "Change some fields of a function, keeping the rest",
+                        "operationId": "patch_function",
+                        "requestBody": {
+                            "required": True,
+                            **_json({"type": "object", "additionalProperties": True}),
+                        },
+                        "responses": {"200": _answer("changed", item), **ERRORS},
+                    }
+                }
+                if kind == "function"
+                else {}
+            ),
             "delete": {
                 "summary": f"Delete a {kind}",
                 "operationId": f"delete_{kind}",
