@@ -257,6 +257,11 @@ class Metrics:
             "Whether a dependency is reachable (1) or not (0).",
             "dependency",
         )
+        self.http_connections = g("router_http_connections", "Open HTTP connections.")
+        self.http_refused = c(
+            "router_http_connections_refused",
+            "HTTP connections refused at the cap (ROUTER_MAX_CONNECTIONS).",
+        )
 
     def child(self, metric: Labelled[C], *labels: str) -> C:
         """The labelled child, cached: `labels()` takes a lock and checks its arguments on every

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -64,11 +65,21 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
 
 
 async def read_json(request: web.Request, limit: int) -> Any:
-    """A JSON request body; raises web.HTTPException-compatible JSON errors."""
+    """A JSON request body; raises web.HTTPException-compatible JSON errors. A body that has
+    not all arrived within ROUTER_BODY_TIMEOUT_S gets 408, as a webhook's does."""
+    # Imported here: router.services imports most of the router, this module's users too.
+    from router.services import services
+
+    timeout_s = services(request).settings.body_timeout_s
     try:
-        raw = await read_limited(request, limit)
+        raw = received_body(request, limit)  # all there already: no timer to arm
+        if raw is None:
+            async with asyncio.timeout(timeout_s):
+                raw = await read_limited(request, limit)
     except BodyTooLarge:
         raise HttpError(413, f"request body is larger than {limit} bytes") from None
+    except TimeoutError:
+        raise HttpError(408, f"request body not received within {timeout_s:g} s") from None
     if not raw.strip():
         raise HttpError(400, "request body is empty; a JSON document is required")
     try:

@@ -38,6 +38,9 @@ class Settings:
     keep_warm_s: float = 60.0
     max_environments: int = 64
     shutdown_grace_s: float = 25.0
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
+    max_connections: int = 0  # 0: derived from the open-file limit (router.connections)
     log_level: str = "INFO"
     log_format: str = "auto"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -69,6 +72,13 @@ class Settings:
         if self.prefetch_multiplier < 1:
             raise SettingsError(
                 f"ROUTER_PREFETCH_MULTIPLIER must be 1 or more, got {self.prefetch_multiplier}"
+            )
+        for name in ("header_timeout_s", "keepalive_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"ROUTER_{name.upper()} must be more than 0")
+        if self.max_connections < 0:
+            raise SettingsError(
+                f"ROUTER_MAX_CONNECTIONS must be 0 (derived) or more, got {self.max_connections}"
             )
         if self.log_format not in ("auto", "json", "plain"):
             raise SettingsError(
