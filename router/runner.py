@@ -46,6 +46,7 @@ def run(settings: Settings) -> int:
         return 1
     limit = connections.raise_fd_limit()
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     stop = Stop(loop, settings.shutdown_grace_s + MARGIN_S + EXIT_S)
     code = 1
     try:

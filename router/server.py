@@ -116,8 +116,11 @@ class Connection(RequestHandler):
     def data_received(self, data: bytes) -> None:
         count = self._request_count
         super().data_received(data)
-        if self._request_count != count:
-            self._refuse_other_versions(self._request_count - count)
+        parsed = self._request_count - count
+        if parsed == 1 and getattr(self._messages[-1][0], "version", None) in VERSIONS:
+            return  # the usual: one HTTP/1.x request, checked at the cost of a lookup
+        if parsed:
+            self._refuse_other_versions(parsed)
         elif not self._request_in_progress and self._head_count != count:
             self._expect_head()  # the start of the next request head: the rest is due soon
 
