@@ -58,14 +58,14 @@ def run(settings: Settings) -> int:
 
 
 class Stop:
-    """The signals that end the router, and the watchdog that makes sure they do."""
+    """The signals that end the router, and the watchdogs that make sure they do."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, within_s: float) -> None:
         self._loop = loop
         self._within_s = within_s
         self._requested = asyncio.Event()
-        self._code = 1  # a process ended by the watchdog did not shut down cleanly
-        self._watchdog: threading.Thread | None = None
+        self._signalled_once = False
+        self._code = 1  # a process ended by a watchdog before the loop was done failed
         # Plain signal handlers rather than the loop's: they also run while the loop is stuck
         # (in a handler module's import, say), so the watchdog is armed either way.
         for signum in SIGNALS:
@@ -73,10 +73,11 @@ class Stop:
 
     def _signalled(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if self._watchdog is not None:
+        if self._signalled_once:
             _exit(128 + signum, f"{name} again: exiting now")
+        self._signalled_once = True
         log.info("%s: shutting down", name)
-        self._arm(self._within_s)
+        self._watch(self._within_s)
         with contextlib.suppress(RuntimeError):  # the loop has already ended
             self._loop.call_soon_threadsafe(self._requested.set)
 
@@ -88,17 +89,15 @@ class Stop:
         return self._requested.is_set()
 
     def exiting(self, code: int) -> None:
-        """The event loop is done: what is left of exiting gets EXIT_S, unless a shutdown's
-        watchdog already runs."""
+        """The event loop is done: closing it and the interpreter's exit get EXIT_S (Python
+        waits for every thread at exit, a handler's that never ends too)."""
         self._code = code
-        self._arm(EXIT_S)
+        self._watch(EXIT_S)
 
-    def _arm(self, seconds: float) -> None:
-        if self._watchdog is None:
-            self._watchdog = threading.Thread(
-                target=self._expire, args=(seconds,), name="router-exit-watchdog", daemon=True
-            )
-            self._watchdog.start()
+    def _watch(self, seconds: float) -> None:
+        threading.Thread(
+            target=self._expire, args=(seconds,), name="router-exit-watchdog", daemon=True
+        ).start()
 
     def _expire(self, seconds: float) -> None:
         time.sleep(seconds)
