@@ -447,21 +447,12 @@ def run_serve(args: argparse.Namespace) -> int:
     }
     settings = Settings.from_env(**overrides)
     logformat.configure(settings.log_level, settings.log_format)
-    from aiohttp import web
-
-    from router.app import create_app
+    from router import runner
 
     _install_uvloop()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # handler modules are found where the service runs
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=settings.shutdown_grace_s,
-    )
-    return 0
+    return runner.run(settings)
 
 
 def _install_uvloop() -> None:

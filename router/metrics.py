@@ -270,6 +270,11 @@ class Metrics:
             "Invocation output dropped, oldest first, while Redis was away too long to hold it.",
             "function",
         )
+        self.http_connections = g("router_http_connections", "Open HTTP connections.")
+        self.http_refused = c(
+            "router_http_connections_refused",
+            "HTTP connections refused at the cap (ROUTER_MAX_CONNECTIONS).",
+        )
 
     def child(self, metric: Labelled[C], *labels: str) -> C:
         """The labelled child, cached: `labels()` takes a lock and checks its arguments on every
