@@ -102,6 +102,7 @@ def build_services(settings: Settings) -> Services:
         Path(settings.code_dir) if settings.code_dir else default_directory(names.namespace),
     )
     cells = Cells(settings.namespace)
+    invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     invoker = Invoker(
         LocalExecutor(settings.thread_workers),
         Launcher(bundles, cells),
@@ -109,8 +110,8 @@ def build_services(settings: Settings) -> Services:
         idempotency,
         usage,
         logs,
+        invocations,
     )
-    invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     dispatcher = Dispatcher(
         registry, invoker, invocations, broker, metrics, settings.max_event_bytes
     )

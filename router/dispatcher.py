@@ -28,7 +28,7 @@ from router.acks import Acks
 from router.broker import Broker, BrokerError
 from router.envelope import Envelope, Unsealed, carries_envelope, to_source
 from router.executors import ErrorInfo, Outcome
-from router.invocations import InvocationStore, Record
+from router.invocations import InvocationStore, Record, finished
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.pool import TurnedAway
@@ -210,7 +210,7 @@ class Dispatcher:
             record["status"] = "queued"  # it never ran here; it goes back to the queue
             self._store.save(record)
             raise
-        record.update(_finished(outcome))
+        record.update(finished(outcome))
         self._store.save(record)
         return outcome
 
@@ -408,23 +408,6 @@ def _amqp_message(message: DeliveredMessage) -> events.AmqpMessage:
         timestamp=properties.timestamp,
         redelivered=bool(getattr(delivery, "redelivered", False)),
     )
-
-
-def _finished(outcome: Outcome) -> dict[str, Any]:
-    return {
-        "status": outcome.status,
-        "finished_at": time.time(),
-        "duration_ms": round(outcome.duration_ms, 3),
-        "billed_duration_ms": outcome.billed_ms,
-        "result": outcome.result,
-        "error": error_record(outcome.error),
-    }
-
-
-def error_record(error: ErrorInfo | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {"type": error.type, "message": error.message, "traceback": "\n".join(error.trace)}
 
 
 def _attempt_error(attempt: int, outcome: Outcome) -> dict[str, Any]:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 from router.executors import Call, ErrorInfo, Executor, Outcome
 from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
 from router.idempotency import Idempotency
+from router.invocations import InvocationStore, Record, finished
 from router.logstore import LogStore
 from router.metrics import Metrics
 from router.pool import Pool, Throttled
@@ -43,8 +45,10 @@ class Invoker:
         idempotency: Idempotency,
         usage: Usage,
         logs: LogStore,
+        store: InvocationStore,
     ) -> None:
         self._local = local
+        self._store = store
         self._launcher = launcher
         # One table from isolation to executor: no branch on how a handler runs.
         self._executors: dict[str, Executor] = {
@@ -122,11 +126,15 @@ class Invoker:
                 extra={"request_id": request_id, "function": function},
             )
         call = Call(function, spec, event, request_id, client_context)
+        started = time.time()
         try:
             outcome = await self._executors[spec.isolation].run(call)
         finally:
             pool.release()
         self._report(function, spec, request_id, outcome)
+        if not wait and outcome.error is not None:
+            # A sync caller sees no traceback; the record (by request id) and the log keep it.
+            self._store.save(_sync_record(function, spec.version, request_id, started, outcome))
         return outcome
 
     def _report(
@@ -179,6 +187,20 @@ class Invoker:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         self.pools.clear()
         await self._local.close()
+
+
+def _sync_record(
+    function: str, version: int, request_id: str, started: float, outcome: Outcome
+) -> Record:
+    return {
+        "id": request_id,
+        "function": function,
+        "function_version": version,
+        "attempt": 1,
+        "created_at": started,
+        "started_at": started,
+        **finished(outcome),
+    }
 
 
 def _failure(error: ErrorInfo | None) -> str:
