@@ -28,7 +28,7 @@ from router.acks import Acks
 from router.broker import Broker, BrokerError
 from router.envelope import Envelope, Unsealed, carries_envelope, to_source
 from router.executors import ErrorInfo, Outcome
-from router.invocations import InvocationStore, Record, finished
+from router.invocations import InvocationStore, Record, error_record, finished
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.pool import TurnedAway
@@ -183,28 +183,39 @@ class Dispatcher:
         return Delivery(function, event, _fresh_envelope(amqp, trigger))
 
     async def _run(self, delivery: Delivery, spec: FunctionSpec) -> Outcome:
+        """Run the event; its record says `queued` until it has a slot, then `running` with
+        the time it really started."""
         env = delivery.envelope
-        started = time.time()
-        self._metrics.child(self._metrics.event_age, delivery.function).observe(
-            max(0, started - env.accepted_at)
-        )
         record: Record = {
             "id": env.invocation_id,
             "function": delivery.function,
-            "status": "running",
+            "status": "queued",
             "trigger": env.trigger,
             "event_id": env.event_id,
             "function_version": spec.version,
             "attempt": env.attempt,
             "created_at": env.accepted_at,
-            "started_at": started,
         }
-        self._store.save(record)
+        self._store.queued(record)
+
+        def started() -> None:
+            now = time.time()
+            self._metrics.child(self._metrics.event_age, delivery.function).observe(
+                max(0, now - env.accepted_at)
+            )
+            record.update(status="running", started_at=now)
+            self._store.save(record)
+
         if isinstance(delivery.event, dict) and "attempt" in delivery.event:
             delivery.event["attempt"] = env.attempt
         try:
             outcome = await self._invoker.invoke(
-                delivery.function, spec, delivery.event, env.invocation_id, event_id=env.event_id
+                delivery.function,
+                spec,
+                delivery.event,
+                env.invocation_id,
+                event_id=env.event_id,
+                on_start=started,
             )
         except TurnedAway:
             record["status"] = "queued"  # it never ran here; it goes back to the queue
@@ -270,13 +281,16 @@ class Dispatcher:
         await self._broker.publish(
             delivery.function, body, headers, envelope.event_id, dead_letter=True
         )
-        self._metrics.child(self._metrics.dead_letters, delivery.function, outcome.status).inc()
+        expired = outcome.error is not None and outcome.error.type == "EventExpired"
+        reason = "expired" if expired else outcome.status
+        self._metrics.child(self._metrics.dead_letters, delivery.function, reason).inc()
         try:
             record = await self._store.get(envelope.invocation_id)
         except RedisError:
             record = None
-        if record is not None:
-            self._store.save({**record.model_dump(), "status": "dead_lettered"})
+        if record is not None:  # its error is why it went: the last attempt's, or its age
+            error = error_record(outcome.error)
+            self._store.save({**record.model_dump(), "status": "dead_lettered", "error": error})
 
     async def _dead_letter_raw(
         self, function: str, message: DeliveredMessage, reason: str, detail: str

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from router.executors import Call, ErrorInfo, Executor, Outcome
@@ -87,19 +89,18 @@ class Invoker:
         event_id: str | None = None,
         wait: bool = True,
         client_context: str | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> Outcome:
         """Run the call; with `wait=False` raise Throttled at `concurrency.max` instead.
 
         An idempotent function's duplicate (same event id) is answered without running.
         """
+        run = functools.partial(
+            self._run, function, spec, event, request_id, wait, client_context, on_start
+        )
         if spec.idempotent and event_id:
-            return await self._idempotency.run(
-                function,
-                spec,
-                event_id,
-                lambda: self._run(function, spec, event, request_id, wait, client_context),
-            )
-        return await self._run(function, spec, event, request_id, wait, client_context)
+            return await self._idempotency.run(function, spec, event_id, run)
+        return await run()
 
     async def _run(
         self,
@@ -109,6 +110,7 @@ class Invoker:
         request_id: str,
         wait: bool,
         client_context: str | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> Outcome:
         pool = self.pool(function, spec)
         try:
@@ -125,6 +127,8 @@ class Invoker:
                 spec.version,
                 extra={"request_id": request_id, "function": function},
             )
+        if on_start is not None:
+            on_start()  # it has a slot now: it is running, no longer waiting
         call = Call(function, spec, event, request_id, client_context)
         started = time.time()
         try:
