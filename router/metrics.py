@@ -270,6 +270,10 @@ class Metrics:
             "Invocation output dropped, oldest first, while Redis was away too long to hold it.",
             "function",
         )
+        self.log_lines_dropped = c(
+            "router_log_lines_dropped",
+            "The router's own log lines dropped because stderr could not keep up.",
+        )
         self.http_connections = g("router_http_connections", "Open HTTP connections.")
         self.http_refused = c(
             "router_http_connections_refused",
