@@ -111,6 +111,10 @@ class Admin:
             )
         if not loader.module_exists(handler):
             raise RegistryError(f"handler module of {handler!r} cannot be found", "handler")
+        try:  # code the router can see is checked now, not at the first invocation
+            loader.load(handler)
+        except loader.HandlerError as exc:
+            raise RegistryError(f"{exc} ({exc.kind})", "handler") from None
 
     async def delete_function(self, name: str) -> None:
         await self._store.delete_function(name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from router.archive import MAX_ZIPPED, ArchiveError
 from router.broker import BrokerError
 from router.bundles import Bundle
+from router.dlq import UnknownDeadLetter
 from router.events import new_id
 from router.pool import Throttled
 from router.registry import TRIGGER, NotFound, Trigger
@@ -115,6 +115,21 @@ async def put_function(request: web.Request) -> web.Response:
     spec: FunctionSpec = _validated(FUNCTION, payload)
     stored, created = await svc.admin.put_function(name, spec, bundle)
     return json_response(_function_view(name, stored), status=201 if created else 200)
+
+
+async def patch_function(request: web.Request) -> web.Response:
+    """Change some fields, keeping the rest (a `trigger-router functions update`)."""
+    svc = services(request)
+    name = _name(request)
+    current = await svc.registry.store.get_function(name)
+    patch = await read_json(request, MAX_FUNCTION_BYTES)
+    if not isinstance(patch, dict):
+        raise HttpError(400, "a PATCH body is a JSON object of the fields to change", field="body")
+    patch, bundle = await _with_code(request, name, patch)
+    kept = current.model_dump(exclude={"version", "source_sha256"}, exclude_none=True)
+    spec: FunctionSpec = _validated(FUNCTION, {**kept, **strip_read_only(patch)})
+    stored, _ = await svc.admin.put_function(name, spec, bundle)
+    return json_response(_function_view(name, stored))
 
 
 async def _with_code(
@@ -234,7 +249,7 @@ async def invoke(request: web.Request) -> web.Response:
     target = svc.registry.snapshot.resolve(name)
     if target is None:
         raise HttpError(404, f"function {name!r} does not exist")
-    event = await read_json(request, svc.settings.max_body_bytes)
+    event = await read_json(request, svc.settings.max_body_bytes, empty={})
     if mode == "async":
         try:
             event_id = request.headers.get("Idempotency-Key")
@@ -284,79 +299,117 @@ def _limit(request: web.Request) -> int:
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
+    """A page of dead letters, oldest first: `?limit=`, `?after=<id>` for the next page."""
     svc = services(request)
     function = _known_function(request)
     limit = _limit(request)
+    after = request.query.get("after") or None
     try:
-        messages = await svc.dead_letters.list(function, limit)
-        # Below the limit we saw them all; quorum queues report their depth a little late.
-        count = len(messages) if len(messages) < limit else await svc.dead_letters.count(function)
+        page = await svc.dead_letters.page(function, limit, after)
+        # A page that read the whole queue counted it; quorum queues report depth a bit late.
+        count = page.count if page.count is not None else await svc.dead_letters.count(function)
+    except UnknownDeadLetter:
+        raise HttpError(
+            404,
+            f"no dead letter {after!r} to list after (replayed or purged since?): list again"
+            " without after",
+            field="after",
+        ) from None
     except BrokerError as exc:
         raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
-    return json_response({"function": function, "count": count, "messages": messages})
+    return json_response(
+        {"function": function, "count": count, "messages": page.messages, "next": page.next}
+    )
 
 
 async def get_dead_letter(request: web.Request) -> web.Response:
     svc = services(request)
     function, wanted = _known_function(request), request.match_info["id"]
-    for message in await svc.dead_letters.list(function, 10_000):
-        if message["id"] == wanted:
-            return json_response(message)
-    raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
+    try:
+        return json_response(await svc.dead_letters.get(function, wanted))
+    except UnknownDeadLetter:
+        raise HttpError(404, f"no dead letter {wanted!r} for {function!r}") from None
+    except BrokerError as exc:
+        raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
-    """Body `{"id": "..."}` replays one, `{"all": true}` every dead letter."""
+    """Body `{"id": "..."}` replays one, `{"all": true}` every dead letter; malformed ones are
+    skipped, each with its reason."""
     svc = services(request)
     function = _known_function(request)
-    selection = await read_json(request, MAX_SPEC_BYTES)
-    select = _selection(selection)
+    wanted = _selection(await read_json(request, MAX_SPEC_BYTES))
     try:
-        replayed = await svc.dead_letters.replay(function, select)
+        result = await svc.dead_letters.replay(function, wanted)
     except BrokerError as exc:
         raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
-    if replayed == 0 and isinstance(selection, dict) and "id" in selection:
-        raise HttpError(404, f"no dead letter {selection['id']!r} for {function!r}")
-    return json_response({"replayed": replayed})
+    if wanted is not None and result.replayed == 0:
+        if result.skipped:
+            reason = result.skipped[0]["reason"]
+            raise HttpError(
+                409, f"dead letter {wanted!r} cannot be replayed ({reason}); purge it", field="id"
+            )
+        raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
+    answer: dict[str, Any] = {"replayed": result.replayed}
+    if result.skipped:
+        answer["skipped"] = result.skipped
+    return json_response(answer)
 
 
 async def purge_dead_letters(request: web.Request) -> web.Response:
     svc = services(request)
     function = _known_function(request)
     wanted = request.match_info.get("id")
-    purged = await svc.dead_letters.purge(
-        function, (lambda m: m["id"] == wanted) if wanted else (lambda m: True)
-    )
+    try:
+        purged = await svc.dead_letters.purge(function, wanted)
+    except BrokerError as exc:
+        raise HttpError(503, f"RabbitMQ is unavailable: {exc}") from exc
     if wanted and purged == 0:
         raise HttpError(404, f"no dead letter {wanted!r} for {function!r}")
     return json_response({"purged": purged})
 
 
-def _selection(selection: object) -> Callable[[dict[str, object]], bool]:
+def _selection(selection: object) -> str | None:
+    """The id to replay, or None for all."""
     if isinstance(selection, dict) and selection.get("all") is True and "id" not in selection:
-        return lambda message: True
+        return None
     if isinstance(selection, dict) and isinstance(selection.get("id"), str) and len(selection) == 1:
-        wanted = selection["id"]
-        return lambda message: message["id"] == wanted
+        wanted: str = selection["id"]
+        return wanted
     raise HttpError(400, 'give {"id": "<dead letter id>"} or {"all": true}', field="body")
 
 
 async def function_logs(request: web.Request) -> web.Response:
-    """Invocation output, oldest first: `?request_id=`, `?after=<id>` (to follow), `?limit=`."""
+    """Invocation output, oldest first: the newest `limit` entries (`since` a time, of one
+    `request_id`, containing `filter`), or those `after` an entry id, to follow."""
     svc = services(request)
     function = _known_function(request)
-    after = request.query.get("after", "-")
-    if after != "-" and not _stream_id(after):
+    after = request.query.get("after")
+    if after is not None and not _stream_id(after):
         raise HttpError(
             400, f"after must be an entry id like 1700000000000-0, got {after!r}", field="after"
         )
-    entries = await svc.logs.read(
+    entries, cursor = await svc.logs.read(
         function,
         after=after,
+        since_ms=_since_ms(request),
         limit=_limit(request),
         request_id=request.query.get("request_id") or None,
+        contains=request.query.get("filter") or None,
     )
-    return json_response({"function": function, "entries": entries})
+    return json_response({"function": function, "entries": entries, "cursor": cursor})
+
+
+def _since_ms(request: web.Request) -> int | None:
+    raw = request.query.get("since")
+    if raw is None:
+        return None
+    try:
+        return int(parse_time(raw, datetime.now(UTC)).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        raise HttpError(
+            400, f"since must be like 10m, 24h, 7d or an ISO 8601 time, got {raw!r}", field="since"
+        ) from None
 
 
 MAX_STREAM_PART = 2**64 - 1
@@ -402,6 +455,7 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{PREFIX}/functions", list_functions),
         web.get(f"{PREFIX}/functions/{{name}}", get_function),
         web.put(f"{PREFIX}/functions/{{name}}", put_function),
+        web.patch(f"{PREFIX}/functions/{{name}}", patch_function),
         web.get(f"{PREFIX}/functions/{{name}}/code", get_code),
         web.put(f"{PREFIX}/functions/{{name}}/code", put_code),
         web.delete(f"{PREFIX}/functions/{{name}}", delete_function),

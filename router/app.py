@@ -44,10 +44,13 @@ from router.responses import json_response
 from router.scaler import Scaler
 from router.services import SERVICES, Services, services
 from router.settings import Settings
+from router.shutdown import MARGIN_S, Deadline, bounded
 from router.usage import Usage
 
 log = logging.getLogger("router")
 RETRY_S = 1.0
+RESTART_S = 1.0  # before a background loop that failed runs again
+CLOSING_S = 1.0  # of the shutdown's margin, kept for closing the connections last
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -94,7 +97,7 @@ def build_services(settings: Settings) -> Services:
     )
     store = RegistryStore(redis, names)
     registry = Registry(store, redis, names, settings.registry_poll_s)
-    broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics)
+    broker = Broker(settings.amqp_url, names, settings.publish_timeout_s, metrics, redis)
     idempotency = Idempotency(redis, names, metrics, settings.idempotency_window_s)
     usage = Usage(redis, names)
     logs = LogStore(redis, names, settings.log_max_entries, settings.log_retention_s, metrics)
@@ -104,6 +107,7 @@ def build_services(settings: Settings) -> Services:
         Path(settings.code_dir) if settings.code_dir else default_directory(names.namespace),
     )
     cells = Cells(settings.namespace)
+    invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     invoker = Invoker(
         LocalExecutor(settings.thread_workers),
         Launcher(bundles, cells),
@@ -111,9 +115,11 @@ def build_services(settings: Settings) -> Services:
         idempotency,
         usage,
         logs,
+        invocations,
     )
-    invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
-    dispatcher = Dispatcher(registry, invoker, invocations, broker, metrics)
+    dispatcher = Dispatcher(
+        registry, invoker, invocations, broker, metrics, settings.max_event_bytes
+    )
     consumers = Consumers(broker, dispatcher, names, settings.prefetch_multiplier)
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)
@@ -157,20 +163,11 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     svc.bundles.prepare()
     svc.cells.start()
     declared = declare.declarations(loader.walk_modules(svc.settings.handlers))
-    tasks = [asyncio.create_task(start(svc, declared), name="router-start")]
+    starting = asyncio.create_task(start(svc, declared), name="router-start")
+    starting.add_done_callback(_report_failure)
     yield
     await drain(svc)
-    await svc.usage.flush()
-    await svc.logs.flush()
-    await svc.store.flush()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await svc.consumers.stop()
-    await svc.broker.close()
-    await svc.invoker.close()
-    svc.cells.close()
-    await svc.redis.aclose()
+    await close(svc, [starting])
 
 
 async def stop_taking_events(app: web.Application) -> None:
@@ -186,20 +183,76 @@ async def stop_taking_events(app: web.Application) -> None:
 
 async def drain(svc: Services) -> None:
     """Let running invocations finish within the grace period; the rest return to the queue
-    when the consumers' channels close."""
-    svc.draining = True
-    if not await svc.dispatcher.drained(svc.settings.shutdown_grace_s):
+    when the consumers' channels close. The shutdown and the lifecycle both call it: the
+    second call waits for the first."""
+    if svc.drained is None:
+        svc.draining = True
+        if svc.stopping is None:
+            svc.stopping = Deadline(svc.settings.shutdown_grace_s + MARGIN_S)
+        grace_s = svc.stopping.left(keep_s=MARGIN_S)
+        svc.drained = asyncio.ensure_future(_drain(svc, grace_s))
+    await svc.drained
+
+
+async def _drain(svc: Services, grace_s: float) -> None:
+    if not await svc.dispatcher.drained(grace_s):
         log.warning(
             "grace period over: %d invocations return to their queues", svc.dispatcher.running
         )
 
 
+async def close(svc: Services, tasks: list[asyncio.Task[None]]) -> None:
+    """After the drain: write out what was written behind, stop consuming and the
+    environments, then close the connections. Each step is waited for until the shutdown's
+    deadline at most (`bounded`), so a library that swallows a cancellation cannot hang it."""
+    stopping = svc.stopping or Deadline(MARGIN_S)
+    first_s = stopping.left(keep_s=CLOSING_S)
+    await asyncio.gather(
+        bounded("writing usage", svc.usage.flush(), first_s),
+        bounded("writing invocation output", svc.logs.flush(), first_s),
+        bounded("writing invocation records", svc.store.flush(), first_s),
+        bounded("stopping background tasks", _cancelled(tasks), first_s),
+        _stop_work(svc, first_s),
+    )
+    last_s = stopping.left()
+    await asyncio.gather(
+        bounded("closing the RabbitMQ connection", svc.broker.close(), last_s),
+        bounded("closing the Redis connection", svc.redis.aclose(), last_s),
+    )
+
+
+async def _stop_work(svc: Services, within_s: float) -> None:
+    """Consumers first (what is unsettled returns to its queue), then the environments: an
+    environment stopped under a running invocation would fail it and settle its message."""
+    await bounded("stopping consumers", svc.consumers.stop(), within_s * 0.6)
+    await bounded("stopping environments", svc.invoker.close(), within_s * 0.4)
+    svc.cells.close()  # what is left of the environments' process trees goes with the router
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
 async def start(svc: Services, declared: list[declare.Declared]) -> None:
-    """Reach Redis and RabbitMQ (retrying), register declared functions, then follow changes."""
-    await _retry("Redis", svc.registry.refresh)
-    await _retry("RabbitMQ", svc.broker.connect)
-    await _retry("declared functions", lambda: register(svc, declared))
-    await svc.consumers.reconcile(svc.registry.snapshot)
+    """Reach Redis and RabbitMQ (retrying), register declared functions, then follow changes.
+    A shutdown that begins meanwhile stops it before it consumes anything."""
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("Redis", svc.registry.refresh),
+        ("RabbitMQ", svc.broker.connect),
+        ("declared functions", lambda: register(svc, declared)),
+        ("consumers", lambda: svc.consumers.reconcile(svc.registry.snapshot)),
+    ]
+    for what, step in steps:
+        if svc.draining:
+            return
+        await _retry(what, step)
     svc.started = True
     # What is loaded by now lives as long as the process. Frozen, it is left out of garbage
     # collections: a full one under load took 40 ms (a 40 ms stall) over these ~70k objects
@@ -212,14 +265,27 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         len(svc.registry.snapshot.triggers),
     )
     monitor = Monitor(svc.registry, svc.broker, svc.redis, svc.metrics)
-    await asyncio.gather(
-        svc.registry.watch(),
-        svc.scaler.run(),
-        monitor.run(),
-        svc.usage.run(),
-        svc.logs.run(),
-        svc.store.run(),
-    )
+    loops: dict[str, Callable[[], Awaitable[None]]] = {
+        "registry watch": svc.registry.watch,
+        "scaler": svc.scaler.run,
+        "monitor": monitor.run,
+        "usage writer": svc.usage.run,
+        "log writer": svc.logs.run,
+        "record writer": svc.store.run,
+    }
+    await asyncio.gather(*(keep_running(name, run) for name, run in loops.items()))
+
+
+async def keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop for good: one that raises (or returns) is logged and started
+    again, so that a bug in one never ends it silently while the router carries on."""
+    while True:
+        try:
+            await run()
+            log.error("%s stopped; starting it again in %.0f s", name, RESTART_S)
+        except Exception:
+            log.exception("%s failed; starting it again in %.0f s", name, RESTART_S)
+        await asyncio.sleep(RESTART_S)
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[object]]) -> None:

@@ -3,11 +3,15 @@
 Per function: a durable quorum queue bound to the namespace's work exchange by the function's
 name, and a dead-letter queue beside it (declared first: a missing dead-letter exchange drops
 messages silently). An amqp trigger is one more binding from the user's exchange to that queue.
+
+The broker also holds the namespace's seal (`router.seal`): whatever publishes an envelope seals
+it with `broker.seal`, and the keys are read before anything is published or consumed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -22,10 +26,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, ChannelNotFoundEntity
+from redis.asyncio import Redis
 
 from router.metrics import Metrics
 from router.names import Names
 from router.publisher import Publisher
+from router.seal import Seal
 from router.specs import AmqpTrigger
 
 log = logging.getLogger("router.broker")
@@ -33,6 +39,7 @@ log = logging.getLogger("router.broker")
 # Bounded redeliveries of a message whose consumer died mid-run (a crash loop would otherwise
 # spin forever); past it RabbitMQ dead-letters the message to the function's DLQ.
 DELIVERY_LIMIT = 20
+MAX_MESSAGE_ID = 255  # bytes: an AMQP short string
 
 
 @dataclass(frozen=True)
@@ -50,15 +57,28 @@ class TopologyError(BrokerError):
 
 
 class Broker:
-    def __init__(self, url: str, names: Names, publish_timeout_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        url: str,
+        names: Names,
+        publish_timeout_s: float,
+        metrics: Metrics,
+        redis: Redis | None = None,
+    ) -> None:
         self._url = url
         self._metrics = metrics
         self._names = names
+        self.seal = Seal(redis, names)
+        self._keeping: asyncio.Task[None] | None = None
         self._pipeline = Publisher(publish_timeout_s)
         self._connection: AbstractRobustConnection | None = None
         self._publishing: AbstractRobustChannel | None = None
         self._inspector: AbstractChannel | None = None
         self._delays: set[int] = set()
+
+    @property
+    def names(self) -> Names:
+        return self._names
 
     @property
     def connected(self) -> bool:
@@ -67,7 +87,13 @@ class Broker:
         return connection is not None and connection.connected.is_set()
 
     async def connect(self) -> None:
-        """Connect once; raises when the broker cannot be reached (the caller retries)."""
+        """Connect once; raises when the broker cannot be reached (the caller retries).
+
+        The envelope keys are read first: nothing is published or consumed before they are.
+        """
+        await self.seal.load()
+        if self._keeping is None:
+            self._keeping = asyncio.create_task(self.seal.keep(), name="envelope-keys")
         connection = await aio_pika.connect_robust(self._url, timeout=5)
         # Confirms, and returns raised: unroutable must be an error, not a silent "confirmed".
         # One channel: the Publisher sends each loop turn's publishes in one write, which more
@@ -186,6 +212,7 @@ class Broker:
         """
         if not self.connected:
             raise BrokerError("RabbitMQ is not connected")
+        message_id = amqp_message_id(message_id)
         if delay_ms:
             exchange = await self._delay_exchange(delay_ms)
         elif dead_letter:
@@ -224,9 +251,20 @@ class Broker:
         return QueueState(int(result.message_count or 0), int(result.consumer_count or 0))
 
     async def close(self) -> None:
+        if self._keeping is not None:
+            self._keeping.cancel()
+            self._keeping = None
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+
+def amqp_message_id(event_id: str) -> str:
+    """The event id as an AMQP message id, or its digest when it is longer than the 255 bytes
+    AMQP allows (a sender's delivery id may be; the envelope carries it whole)."""
+    if len(event_id) <= MAX_MESSAGE_ID // 4 or len(event_id.encode()) <= MAX_MESSAGE_ID:
+        return event_id
+    return "blake2b:" + hashlib.blake2b(event_id.encode(), digest_size=32).hexdigest()
 
 
 def _cancelling() -> bool:

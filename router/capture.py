@@ -1,22 +1,22 @@
 """Capturing what one invocation prints and logs, as Lambda sends it to CloudWatch.
 
 `sys.stdout` and `sys.stderr` become thin proxies and a root logging handler is added; while
-`capturing()` is active in the current context (a task, or a thread run in a copied context)
-writes go to that invocation's buffer instead of the real stream. Used by the router for thread
-and inline handlers and by each execution environment's process for its own.
+capturing (`begin`) is active in the current context (a task, or a thread run in a copied
+context) writes go to that invocation's buffer instead of the real stream. Used by the router for
+thread and inline handlers (process environments write to their own output pipe instead).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
 MAX_CHARS = 64 * 1024  # per invocation; the rest is cut, with a note
 _buffer: ContextVar[list[str] | None] = ContextVar("router_capture", default=None)
+_request: ContextVar[str | None] = ContextVar("router_capture_request", default=None)
 _installed = False
 
 
@@ -39,6 +39,7 @@ class _Handler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         buffer = _buffer.get()
         if buffer is not None:
+            record.aws_request_id = _request.get()
             buffer.append(self.format(record) + "\n")
 
 
@@ -51,30 +52,26 @@ def install() -> None:
     sys.stdout = _Stream(sys.stdout)
     sys.stderr = _Stream(sys.stderr)
     handler = _Handler()
-    # Lambda's line format: level, time, request id, message.
-    handler.setFormatter(logging.Formatter("[%(levelname)s]\t%(asctime)s\t%(message)s"))
+    # Lambda's line format: level, time (UTC), request id, message.
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     logging.getLogger().addHandler(handler)
 
 
-def begin() -> tuple[list[str], Token[list[str] | None]]:
+def begin(request_id: str | None = None) -> tuple[list[str], Token[list[str] | None]]:
     """Start capturing in the current context: the buffer, and the token that `end` takes.
-    (The hot path's form of `capturing()`, without a generator-based context manager.)"""
+    (No generator-based context manager: this runs for every thread and inline call.)"""
     buffer: list[str] = []
+    _request.set(request_id)
     return buffer, _buffer.set(buffer)
 
 
 def end(token: Token[list[str] | None]) -> None:
     _buffer.reset(token)
-
-
-@contextmanager
-def capturing() -> Iterator[list[str]]:
-    buffer: list[str] = []
-    token = _buffer.set(buffer)
-    try:
-        yield buffer
-    finally:
-        _buffer.reset(token)
 
 
 def text(buffer: list[str]) -> str:

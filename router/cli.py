@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from router import logformat, tokens
+from router import logformat, tables, tokens
 from router.settings import Settings, SettingsError
 
 SPEC_FLAGS = {
@@ -33,6 +33,16 @@ SPEC_FLAGS = {
         "description",
     ),
 }
+
+
+FLAG_TYPES: dict[str, Callable[[str], Any]] = {"timeout_s": float, "memory_mb": int}
+LIST_COLUMNS = {
+    "functions": ("name", "runtime", "handler", "isolation", "version", "timeout_s", "memory_mb"),
+    "triggers": ("name", "function", "type", "mode", "exchange", "routing_key", "verify.scheme"),
+}
+DLQ_COLUMNS = ("id", "kind", "attempts", "errors", "accepted_at")
+USAGE_COLUMNS = ("function", "invocations", "billed_duration_ms", "gb_seconds")
+FIELD_VALUE = ("field", "value")
 
 
 class CliError(Exception):
@@ -72,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
     inv_commands = invocations.add_subparsers(dest="action", required=True)
     get = _client(inv_commands.add_parser("get", help="show one invocation"))
     get.add_argument("id")
-    get.set_defaults(run=lambda a: _print(_call(a, "GET", f"/invocations/{a.id}")))
+    get.set_defaults(run=lambda a: _show(a, _call(a, "GET", f"/invocations/{_quoted(a.id)}")))
     _dlq_parser(commands)
     _observe_parsers(commands)
     _deploy_parser(commands)
@@ -112,14 +122,14 @@ def run_deploy(args: argparse.Namespace) -> int:
             raise CliError(f"--env takes KEY=VALUE, got {item!r}")
         spec.setdefault("env", {})[key] = value
     spec["code"] = {"zip": base64.b64encode(data).decode()}
-    stored = _call(args, "PUT", f"/functions/{args.name}", spec)
+    stored = _call(args, "PUT", f"/functions/{_quoted(args.name)}", spec)
     print(stored["code_sha256"])
     return 0
 
 
 def _existing(args: argparse.Namespace) -> dict[str, Any] | None:
     try:
-        current: dict[str, Any] = _call(args, "GET", f"/functions/{args.name}")
+        current: dict[str, Any] = _call(args, "GET", f"/functions/{_quoted(args.name)}")
     except CliError as exc:
         if str(exc).startswith("HTTP 404"):
             return None
@@ -150,11 +160,13 @@ def bundle(path: Path) -> bytes:
 
 
 def _observe_parsers(commands: Any) -> None:
-    logs = _client(commands.add_parser("logs", help="a function's invocation output"))
+    logs = _client(commands.add_parser("logs", help="a function's invocation logs, newest last"))
     logs.add_argument("function")
     logs.add_argument("--request-id", help="only this invocation")
-    logs.add_argument("--limit", type=int, default=100, help="entries to show (default 100)")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    logs.add_argument("--since", help="only since: 10m, 24h, 7d or an ISO 8601 time")
+    logs.add_argument("--filter", help="only entries containing this text")
+    logs.add_argument("--limit", type=int, default=100, help="the newest N entries (100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then keep printing new entries")
     logs.set_defaults(run=run_logs)
     usage = _client(commands.add_parser("usage", help="invocations, billed time, GB-seconds"))
     usage.add_argument("--since", default="24h", help="24h, 7d, 30m or an ISO 8601 time")
@@ -163,25 +175,36 @@ def _observe_parsers(commands: Any) -> None:
 
 
 def run_logs(args: argparse.Namespace) -> int:
+    """The newest entries; with --follow, then whatever comes, polled twice a second."""
+    path = f"/functions/{_quoted(args.function)}/logs"
     query = {"limit": str(args.limit)}
-    if args.request_id:
-        query["request_id"] = args.request_id
+    for key, value in (("request_id", args.request_id), ("filter", args.filter)):
+        if value:
+            query[key] = value
+    first = {**query, **({"since": args.since} if args.since else {})}
     try:
+        page = _call(args, "GET", f"{path}?{urllib.parse.urlencode(first)}")
         while True:
-            path = f"/functions/{args.function}/logs?{urllib.parse.urlencode(query)}"
-            for entry in _call(args, "GET", path)["entries"]:
+            for entry in page["entries"]:
                 print(entry["text"], end="", flush=True)
-                query["after"] = entry["id"]
             if not args.follow:
                 return 0
-            time.sleep(1)
+            cursor = page.get("cursor") or "0-0"
+            time.sleep(0.5)
+            follow = {**query, "limit": "1000", "after": cursor}
+            page = _call(args, "GET", f"{path}?{urllib.parse.urlencode(follow)}")
     except KeyboardInterrupt:
         return 0
 
 
+def _quoted(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
 def run_usage(args: argparse.Namespace) -> int:
     query = {"since": args.since, **({"until": args.until} if args.until else {})}
-    return _print(_call(args, "GET", f"/usage?{urllib.parse.urlencode(query)}"))
+    usage = _call(args, "GET", f"/usage?{urllib.parse.urlencode(query)}")
+    return _show(args, usage, USAGE_COLUMNS, "functions")
 
 
 def _dlq_parser(commands: Any) -> None:
@@ -190,36 +213,49 @@ def _dlq_parser(commands: Any) -> None:
     listing = _client(actions.add_parser("list", help="list dead letters"))
     listing.add_argument("function")
     listing.add_argument("--limit", type=int, default=100)
-    listing.set_defaults(
-        run=lambda a: _print(_call(a, "GET", f"/functions/{a.function}/dlq?limit={a.limit}"))
-    )
+    listing.add_argument("--after", help="the page after this dead letter id (`next`)")
+    listing.set_defaults(run=run_dlq_list)
     show = _client(actions.add_parser("show", help="one dead letter, with every attempt's error"))
     show.add_argument("function")
     show.add_argument("id")
-    show.set_defaults(run=lambda a: _print(_call(a, "GET", f"/functions/{a.function}/dlq/{a.id}")))
+    show.set_defaults(run=lambda a: _show(a, _call(a, "GET", f"{_dlq(a)}/{_quoted(a.id)}")))
     replay = _client(actions.add_parser("replay", help="run dead letters again"))
     replay.add_argument("function")
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help="the dead letter's id")
     which.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.set_defaults(
-        run=lambda a: _print(
-            _call(
-                a,
-                "POST",
-                f"/functions/{a.function}/dlq/replay",
-                {"all": True} if a.all else {"id": a.id},
-            )
+        run=lambda a: _show(
+            a, _call(a, "POST", f"{_dlq(a)}/replay", {"all": True} if a.all else {"id": a.id})
         )
     )
     purge = _client(actions.add_parser("purge", help="delete dead letters (all, or one by id)"))
     purge.add_argument("function")
     purge.add_argument("id", nargs="?")
-    purge.set_defaults(
-        run=lambda a: _print(
-            _call(a, "DELETE", f"/functions/{a.function}/dlq" + (f"/{a.id}" if a.id else ""))
-        )
-    )
+    purge.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(run=run_dlq_purge)
+
+
+def _dlq(args: argparse.Namespace) -> str:
+    return f"/functions/{_quoted(args.function)}/dlq"
+
+
+def run_dlq_list(args: argparse.Namespace) -> int:
+    query = {"limit": str(args.limit), **({"after": args.after} if args.after else {})}
+    page = _call(args, "GET", f"{_dlq(args)}?{urllib.parse.urlencode(query)}")
+    return _show(args, page, DLQ_COLUMNS, "messages")
+
+
+def run_dlq_purge(args: argparse.Namespace) -> int:
+    """Asks first on a terminal: purged dead letters are gone."""
+    what = f"dead letter {args.id}" if args.id else "every dead letter"
+    if not args.yes and sys.stdin.isatty():
+        answer = input(f"purge {what} of {args.function}? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("nothing purged", file=sys.stderr)
+            return 1
+    path = _dlq(args) + (f"/{_quoted(args.id)}" if args.id else "")
+    return _show(args, _call(args, "DELETE", path))
 
 
 def _serve_parser(commands: Any) -> None:
@@ -248,7 +284,7 @@ def _registry_parser(commands: Any, kind: str) -> None:
     group = commands.add_parser(kind, help=f"manage {kind}")
     actions = group.add_subparsers(dest="action", required=True)
     _client(actions.add_parser("list", help=f"list {kind}")).set_defaults(
-        run=lambda a: _print(_call(a, "GET", f"/{kind}"))
+        run=lambda a: _show(a, _call(a, "GET", f"/{kind}"), LIST_COLUMNS[kind], kind)
     )
     for action, method in (("get", "GET"), ("delete", "DELETE")):
         sub = _client(actions.add_parser(action, help=f"{action} a {singular}"))
@@ -258,15 +294,34 @@ def _registry_parser(commands: Any, kind: str) -> None:
     put.add_argument("name")
     put.add_argument("spec", nargs="?", help=f"the {singular} spec as JSON")
     put.add_argument("-f", "--file", help="read the spec from a JSON file ('-' for stdin)")
+    _spec_flags(put, kind)
+    put.set_defaults(
+        run=lambda a: _show(a, _call(a, "PUT", f"/{kind}/{_quoted(a.name)}", _spec(a, kind)))
+    )
+    if kind == "functions":
+        update = _client(actions.add_parser("update", help="change some fields of a function"))
+        update.add_argument("name")
+        _spec_flags(update, kind)
+        update.set_defaults(
+            run=lambda a: _show(a, _call(a, "PATCH", f"/functions/{_quoted(a.name)}", _fields(a)))
+        )
+
+
+def _spec_flags(sub: argparse.ArgumentParser, kind: str) -> None:
     for field in SPEC_FLAGS[kind]:
-        put.add_argument(f"--{field.replace('_', '-')}", dest=field)
+        sub.add_argument(
+            f"--{field.replace('_', '-')}", dest=field, type=FLAG_TYPES.get(field, str)
+        )
     if kind == "triggers":
-        put.add_argument("--filter", help="an event pattern as JSON")
-    put.set_defaults(run=lambda a: _print(_call(a, "PUT", f"/{kind}/{a.name}", _spec(a, kind))))
+        sub.add_argument("--filter", help="an event pattern as JSON")
+        sub.add_argument("--verify-scheme", help="webhook: none, github, standard-webhooks, ...")
+        sub.add_argument(
+            "--secret", action="append", default=[], help="webhook: a verify secret (repeat)"
+        )
 
 
 def _named(kind: str, method: str) -> Callable[[argparse.Namespace], int]:
-    return lambda a: _print(_call(a, method, f"/{kind}/{a.name}"))
+    return lambda a: _show(a, _call(a, method, f"/{kind}/{_quoted(a.name)}"))
 
 
 def _client(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -281,6 +336,12 @@ def _client(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=os.environ.get("ROUTER_ADMIN_TOKEN")
         or tokens.read(tokens.token_file(os.environ.get("ROUTER_TOKEN_FILE", ""))),
         help="admin token (ROUTER_ADMIN_TOKEN; else the one `serve` generated on this host)",
+    )
+    sub.add_argument(
+        "-o",
+        "--output",
+        choices=("json", "table"),
+        help="json (the default when piped) or table (the default for lists on a terminal)",
     )
     return sub
 
@@ -307,19 +368,28 @@ def _spec(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     spec = _read_json(args.spec, args.file, "the spec") or {}
     if not isinstance(spec, dict):
         raise CliError("the spec must be a JSON object")
-    for field in SPEC_FLAGS[kind]:
-        value = getattr(args, field)
-        if value is not None:
-            spec[field] = value
-    if kind == "triggers" and args.filter:
-        spec["filter"] = _read_json(args.filter, None, "--filter")
-    return spec
+    return {**spec, **_fields(args)}
+
+
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields given as flags."""
+    fields = {f: getattr(args, f) for f in SPEC_FLAGS[args.command] if getattr(args, f) is not None}
+    if args.command == "triggers":
+        if args.filter:
+            fields["filter"] = _read_json(args.filter, None, "--filter")
+        if args.verify_scheme or args.secret:
+            fields["verify"] = {"scheme": args.verify_scheme or "hmac", "secrets": args.secret}
+    return fields
 
 
 def run_invoke(args: argparse.Namespace) -> int:
     event = _read_json(args.event, args.file, "the event")
-    path = f"/functions/{args.name}/invoke" + ("?mode=async" if args.is_async else "")
-    return _print(_call(args, "POST", path, {} if event is None else event))
+    path = f"/functions/{_quoted(args.name)}/invoke" + ("?mode=async" if args.is_async else "")
+    answer = _call(args, "POST", path, {} if event is None else event)
+    if args.is_async and args.output is None:
+        print(answer["invocation_id"])  # as its help says: the id, to follow up with
+        return 0
+    return _show(args, answer)
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
@@ -347,8 +417,21 @@ def _error_text(raw: bytes) -> str:
     return json.dumps(document)
 
 
-def _print(document: Any) -> int:
-    if document is not None:
+def _show(
+    args: argparse.Namespace,
+    document: Any,
+    columns: Sequence[str] | None = None,
+    rows: str | None = None,
+) -> int:
+    """JSON, or a table of a listing's `rows` when asked for or printing to a terminal."""
+    if document is None:
+        return 0
+    output = args.output or ("table" if columns and sys.stdout.isatty() else "json")
+    if output == "table" and columns and rows:
+        print(tables.render(document.get(rows) or [], columns))
+    elif output == "table" and isinstance(document, dict):
+        print(tables.render([{"field": k, "value": v} for k, v in document.items()], FIELD_VALUE))
+    else:
         print(json.dumps(document, indent=2))
     return 0
 
@@ -367,21 +450,12 @@ def run_serve(args: argparse.Namespace) -> int:
     }
     settings = Settings.from_env(**overrides)
     logformat.configure(settings.log_level, settings.log_format)
-    from aiohttp import web
-
-    from router.app import create_app
+    from router import runner
 
     _install_uvloop()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # handler modules are found where the service runs
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=settings.shutdown_grace_s,
-    )
-    return 0
+    return runner.run(settings)
 
 
 def _install_uvloop() -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from router.cli import CliError, _call, _client, _print
+from router.cli import CliError, _call, _client, _quoted, _show
+
+VERSION_COLUMNS = ("version", "description", "code_sha256", "published_at")
+ALIAS_COLUMNS = ("name", "function_version", "routing", "description")
 
 
 def add_parsers(commands: Any) -> None:
@@ -18,12 +21,14 @@ def add_parsers(commands: Any) -> None:
     publish.set_defaults(run=_publish)
     listing = _client(actions.add_parser("list", help="list published versions"))
     listing.add_argument("function")
-    listing.set_defaults(run=lambda a: _print(_call(a, "GET", f"/functions/{a.function}/versions")))
+    listing.set_defaults(
+        run=lambda a: _show(a, _call(a, "GET", f"{_path(a)}/versions"), VERSION_COLUMNS, "versions")
+    )
     delete = _client(actions.add_parser("delete", help="delete a published version"))
     delete.add_argument("function")
     delete.add_argument("version")
     delete.set_defaults(
-        run=lambda a: _print(_call(a, "DELETE", f"/functions/{a.function}/versions/{a.version}"))
+        run=lambda a: _show(a, _call(a, "DELETE", f"{_path(a)}/versions/{_quoted(a.version)}"))
     )
     _alias_parsers(commands)
 
@@ -46,18 +51,20 @@ def _alias_parsers(commands: Any) -> None:
     put.set_defaults(run=_put_alias)
     listing = _client(actions.add_parser("list", help="list aliases"))
     listing.add_argument("function")
-    listing.set_defaults(run=lambda a: _print(_call(a, "GET", f"/functions/{a.function}/aliases")))
+    listing.set_defaults(
+        run=lambda a: _show(a, _call(a, "GET", f"{_path(a)}/aliases"), ALIAS_COLUMNS, "aliases")
+    )
     delete = _client(actions.add_parser("delete", help="delete an alias"))
     delete.add_argument("function")
     delete.add_argument("alias")
     delete.set_defaults(
-        run=lambda a: _print(_call(a, "DELETE", f"/functions/{a.function}/aliases/{a.alias}"))
+        run=lambda a: _show(a, _call(a, "DELETE", f"{_path(a)}/aliases/{_quoted(a.alias)}"))
     )
 
 
 def _publish(args: argparse.Namespace) -> int:
     body = {} if args.description is None else {"description": args.description}
-    return _print(_call(args, "POST", f"/functions/{args.function}/versions", body))
+    return _show(args, _call(args, "POST", f"{_path(args)}/versions", body))
 
 
 def _put_alias(args: argparse.Namespace) -> int:
@@ -73,4 +80,8 @@ def _put_alias(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"function_version": args.version, "routing": routing}
     if args.description is not None:
         body["description"] = args.description
-    return _print(_call(args, "PUT", f"/functions/{args.function}/aliases/{args.alias}", body))
+    return _show(args, _call(args, "PUT", f"{_path(args)}/aliases/{_quoted(args.alias)}", body))
+
+
+def _path(args: argparse.Namespace) -> str:
+    return f"/functions/{_quoted(args.function)}"

@@ -2,6 +2,12 @@
 
 `_settle` is the only place a message is acked or nacked, and it runs only once the outcome is
 known and, for a retry or a dead letter, once RabbitMQ has confirmed the copy that replaces it.
+
+Two kinds of message reach a function's queue. Through the router's own work exchange come the
+events it published itself (async webhooks and invokes, retries from the delay tiers, replays):
+their envelope must carry a valid seal, or they are dead-lettered unrun. Through a trigger's
+binding comes whatever anyone publishes to the user's exchange: always a plain AMQP event,
+filtered, with an invocation id of its own, whatever `x-router-*` headers it carries.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import asyncio
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -20,17 +26,19 @@ from redis.exceptions import RedisError
 from router import events, filters, retry
 from router.acks import Acks
 from router.broker import Broker, BrokerError
-from router.envelope import Envelope
+from router.envelope import Envelope, Unsealed, carries_envelope, to_source
 from router.executors import ErrorInfo, Outcome
-from router.invocations import InvocationStore, Record
+from router.invocations import InvocationStore, Record, error_record, finished
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.pool import TurnedAway
 from router.registry import Registry, Snapshot, Target
+from router.seal import SealError
 from router.specs import LATEST, AmqpTrigger, FunctionSpec
 
 log = logging.getLogger("router.dispatcher")
 Settlement = Literal["ack", "nack"]
+DEFAULT_MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,12 +56,15 @@ class Dispatcher:
         store: InvocationStore,
         broker: Broker,
         metrics: Metrics,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._registry = registry
         self._invoker = invoker
         self._store = store
         self._broker = broker
         self._metrics = metrics
+        self._max_event_bytes = max_event_bytes
+        self._work_exchange = broker.names.work_exchange
         self._running = 0
         self._draining = False
         self._idle = asyncio.Event()
@@ -104,13 +115,22 @@ class Dispatcher:
         if spec is None:
             # Deleted while this message was in flight: keep it for when the function returns.
             return "nack"
-        try:
-            delivery = self._delivery(function, message, snapshot)
-        except (ValueError, KeyError, orjson.JSONDecodeError) as exc:
-            return await self._dead_letter_malformed(function, message, exc)
+        delivery: Delivery | None
+        if _exchange(message) == self._work_exchange:
+            try:
+                delivery = await self._own(function, message)
+            except Unsealed as exc:
+                self._metrics.child(self._metrics.envelope_rejections, function, "unverified").inc()
+                return await self._dead_letter_raw(function, message, "unverified", str(exc))
+            except (ValueError, KeyError, orjson.JSONDecodeError) as exc:
+                return await self._dead_letter_raw(function, message, "malformed", str(exc))
+        elif len(message.body) > self._max_event_bytes:
+            return await self._dead_letter_oversize(function, message, snapshot)
+        else:
+            delivery = self._from_binding(function, message, snapshot)
         if delivery is None:
             return "ack"
-        target = snapshot.target_of(function, delivery.envelope.version)
+        target = snapshot.target_of(function, delivery.envelope.function_version)
         if target is None:  # its version was deleted while it waited: nothing else may run it
             return await self._settle(delivery, spec, _version_gone(delivery))
         spec = target.spec
@@ -132,49 +152,70 @@ class Dispatcher:
             return "nack"  # prefetched, never started: back to the queue for other replicas
         return await self._settle(delivery, spec, outcome)
 
-    def _delivery(
+    async def _own(self, function: str, message: DeliveredMessage) -> Delivery:
+        """An event the router published: its envelope must be sealed by this namespace.
+
+        Unsealed (after reading the keys again, in case another replica made a new one) means
+        it was not written by the router: raised for the caller to dead-letter it unrun.
+        """
+        headers = message.header.properties.headers or {}
+        seal = self._broker.seal
+        try:
+            envelope = seal.open(headers, function, message.body)
+        except Unsealed:
+            if not await seal.refresh():
+                raise
+            envelope = seal.open(headers, function, message.body)
+        if envelope is None:
+            raise Unsealed("a message on the router's own exchange without an envelope")
+        return Delivery(function, envelope.event(message.body), envelope)
+
+    def _from_binding(
         self, function: str, message: DeliveredMessage, snapshot: Snapshot
     ) -> Delivery | None:
-        """The event to run, or None when every binding trigger's filter turns it away."""
-        envelope = Envelope.from_headers(message.header.properties.headers or {})
-        if envelope is not None:
-            return Delivery(function, orjson.loads(message.body), envelope)
+        """A message from a user's exchange, as an AMQP event, or None when every binding
+        trigger's filter turns it away. Its headers are data, never an envelope."""
         amqp = _amqp_message(message)
+        if amqp.headers and carries_envelope(amqp.headers):
+            self._metrics.child(self._metrics.envelope_rejections, function, "forged").inc()
         event = events.amqp_event(amqp, attempt=1)
         trigger = _matching_trigger(snapshot, function, event)
         if trigger is None:
             for name in snapshot.amqp_triggers_of(function):
                 self._metrics.child(self._metrics.filtered, function, name).inc()
             return None
-        invocation_id = events.new_id()
-        event_id = events.amqp_event_id(amqp) or invocation_id
-        accepted = amqp.timestamp.timestamp() if amqp.timestamp else time.time()
         # The trigger may name a version or an alias: the version drawn now is the one its
         # retries run too.
         target = snapshot.resolve(snapshot.triggers[trigger].function)
-        version = target.version if target is not None else None
-        envelope = Envelope(invocation_id, event_id, trigger, accepted, version=version)
-        return Delivery(function, event, envelope)
+        fresh = _fresh_envelope(amqp, trigger)
+        version = None if target is None else target.version
+        return Delivery(function, event, replace(fresh, function_version=version))
 
     async def _run(self, delivery: Delivery, target: Target) -> Outcome:
+        """Run the event on the version it names; its record says `queued` until it has a
+        slot, then `running` with the time it really started."""
         spec = target.spec
         env = delivery.envelope
-        started = time.time()
-        self._metrics.child(self._metrics.event_age, delivery.function).observe(
-            max(0, started - env.accepted_at)
-        )
         record: Record = {
             "id": env.invocation_id,
             "function": delivery.function,
-            "status": "running",
+            "status": "queued",
             "trigger": env.trigger,
             "event_id": env.event_id,
             "function_version": target.version,
             "attempt": env.attempt,
             "created_at": env.accepted_at,
-            "started_at": started,
         }
-        self._store.save(record)
+        self._store.queued(record)
+
+        def started() -> None:
+            now = time.time()
+            self._metrics.child(self._metrics.event_age, delivery.function).observe(
+                max(0, now - env.accepted_at)
+            )
+            record.update(status="running", started_at=now)
+            self._store.save(record)
+
         if isinstance(delivery.event, dict) and "attempt" in delivery.event:
             delivery.event["attempt"] = env.attempt
         try:
@@ -184,13 +225,14 @@ class Dispatcher:
                 delivery.event,
                 env.invocation_id,
                 event_id=env.event_id,
+                on_start=started,
                 version=target.version,
             )
         except TurnedAway:
             record["status"] = "queued"  # it never ran here; it goes back to the queue
             self._store.save(record)
             raise
-        record.update(_finished(outcome))
+        record.update(finished(outcome))
         self._store.save(record)
         return outcome
 
@@ -214,8 +256,9 @@ class Dispatcher:
             if decision == "retry":
                 await self._retry(delivery, body, env.next_attempt(failure), spec, outcome)
             else:
-                await self._dead_letter(delivery, body, env.failed(failure), spec, outcome)
-        except BrokerError as exc:
+                failed = env.failed(failure, env.function_version or LATEST)
+                await self._dead_letter(delivery, body, failed, outcome)
+        except (BrokerError, SealError) as exc:
             log.warning(
                 "could not re-publish %s (%s); returning it to the queue", env.invocation_id, exc
             )
@@ -236,39 +279,39 @@ class Dispatcher:
         await self._broker.publish(
             delivery.function,
             body,
-            envelope.headers(),
+            self._broker.seal.headers(envelope, delivery.function, body),
             envelope.event_id,
             delay_ms=retry.tier(delay_s),
         )
         self._metrics.child(self._metrics.retries, delivery.function).inc()
 
     async def _dead_letter(
-        self,
-        delivery: Delivery,
-        body: bytes,
-        envelope: Envelope,
-        spec: FunctionSpec,
-        outcome: Outcome,
+        self, delivery: Delivery, body: bytes, envelope: Envelope, outcome: Outcome
     ) -> None:
-        headers = {**envelope.headers(), "x-router-function-version": envelope.version or LATEST}
+        headers = self._broker.seal.headers(envelope, delivery.function, body)
         await self._broker.publish(
             delivery.function, body, headers, envelope.event_id, dead_letter=True
         )
-        self._metrics.child(self._metrics.dead_letters, delivery.function, outcome.status).inc()
+        expired = outcome.error is not None and outcome.error.type == "EventExpired"
+        reason = "expired" if expired else outcome.status
+        self._metrics.child(self._metrics.dead_letters, delivery.function, reason).inc()
         try:
             record = await self._store.get(envelope.invocation_id)
         except RedisError:
             record = None
-        if record is not None:
-            self._store.save({**record.model_dump(), "status": "dead_lettered"})
+        if record is not None:  # its error is why it went: the last attempt's, or its age
+            error = error_record(outcome.error)
+            self._store.save({**record.model_dump(), "status": "dead_lettered", "error": error})
 
-    async def _dead_letter_malformed(
-        self, function: str, message: DeliveredMessage, exc: Exception
+    async def _dead_letter_raw(
+        self, function: str, message: DeliveredMessage, reason: str, detail: str
     ) -> Settlement:
-        log.warning("dead-lettering a malformed message on %s: %s", function, exc)
+        """Dead-letter a message from the router's own exchange that cannot be trusted or read,
+        as it came: the dead-letter queue lists it as malformed, for someone to look at."""
+        log.warning("dead-lettering a message on %s unrun (%s): %s", function, reason, detail)
         headers = {
             **(message.header.properties.headers or {}),
-            "x-router-error": f"malformed message: {exc}",
+            "x-router-error": f"{reason}: {detail}",
         }
         try:
             await self._broker.publish(
@@ -280,9 +323,67 @@ class Dispatcher:
             )
         except BrokerError:
             return "nack"
-        self._metrics.child(self._metrics.dead_letters, function, "malformed").inc()
-        self._metrics.child(self._metrics.async_dropped, function, "malformed").inc()
+        self._metrics.child(self._metrics.dead_letters, function, reason).inc()
+        self._metrics.child(self._metrics.async_dropped, function, reason).inc()
         return "ack"
+
+    async def _dead_letter_oversize(
+        self, function: str, message: DeliveredMessage, snapshot: Snapshot
+    ) -> Settlement:
+        """Dead-letter a message over ROUTER_MAX_EVENT_BYTES unrun and undecoded: its body as it
+        came, its properties in the sealed envelope, so a replay can still make its event."""
+        amqp = _amqp_message(message)
+        error = {
+            "attempt": 0,
+            "status": "oversize",
+            "type": "EventTooLarge",
+            "message": f"the message is {len(amqp.body)} bytes, over ROUTER_MAX_EVENT_BYTES"
+            f" ({self._max_event_bytes})",
+            "at": time.time(),
+        }
+        fresh = _fresh_envelope(amqp, _bound_trigger(snapshot, function, amqp))
+        envelope = replace(fresh, errors=(error,), source=to_source(amqp))
+        log.warning(
+            "dead-lettering %s on %s: %s", envelope.invocation_id, function, error["message"]
+        )
+        try:
+            headers = self._broker.seal.headers(envelope, function, amqp.body)
+            await self._broker.publish(
+                function, amqp.body, headers, envelope.event_id, dead_letter=True
+            )
+        except (BrokerError, SealError):
+            return "nack"
+        self._metrics.child(self._metrics.dead_letters, function, "oversize").inc()
+        self._metrics.child(self._metrics.async_dropped, function, "oversize").inc()
+        return "ack"
+
+
+def _version_gone(delivery: Delivery) -> Outcome:
+    version = delivery.envelope.function_version
+    message = f"version {version} of {delivery.function!r} was deleted before the event ran"
+    return Outcome("failed", 0.0, error=ErrorInfo("VersionNotFound", message, permanent=True))
+
+
+def _fresh_envelope(amqp: events.AmqpMessage, trigger: str | None) -> Envelope:
+    """A new invocation for a message from a user's exchange. Its age counts from its AMQP
+    timestamp, never from the future (that would exempt it from max_event_age_s)."""
+    invocation_id = events.new_id()
+    event_id = events.amqp_event_id(amqp) or invocation_id
+    now = time.time()
+    accepted = min(amqp.timestamp.timestamp(), now) if amqp.timestamp else now
+    return Envelope(invocation_id, event_id, trigger, accepted)
+
+
+def _bound_trigger(snapshot: Snapshot, function: str, amqp: events.AmqpMessage) -> str | None:
+    """The first amqp trigger of the function whose binding routes the message (no filter)."""
+    for name, trigger in snapshot.amqp_triggers_of(function).items():
+        if trigger.exchange == amqp.exchange and binding_matches(trigger, amqp.routing_key):
+            return name
+    return None
+
+
+def _exchange(message: DeliveredMessage) -> str:
+    return getattr(message.delivery, "exchange", "") or ""
 
 
 def _matching_trigger(snapshot: Snapshot, function: str, event: dict[str, Any]) -> str | None:
@@ -338,29 +439,6 @@ def _amqp_message(message: DeliveredMessage) -> events.AmqpMessage:
         timestamp=properties.timestamp,
         redelivered=bool(getattr(delivery, "redelivered", False)),
     )
-
-
-def _version_gone(delivery: Delivery) -> Outcome:
-    version = delivery.envelope.version
-    message = f"version {version} of {delivery.function!r} was deleted before the event ran"
-    return Outcome("failed", 0.0, error=ErrorInfo("VersionNotFound", message, permanent=True))
-
-
-def _finished(outcome: Outcome) -> dict[str, Any]:
-    return {
-        "status": outcome.status,
-        "finished_at": time.time(),
-        "duration_ms": round(outcome.duration_ms, 3),
-        "billed_duration_ms": outcome.billed_ms,
-        "result": outcome.result,
-        "error": error_record(outcome.error),
-    }
-
-
-def error_record(error: ErrorInfo | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {"type": error.type, "message": error.message, "traceback": "\n".join(error.trace)}
 
 
 def _attempt_error(attempt: int, outcome: Outcome) -> dict[str, Any]:

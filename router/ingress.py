@@ -39,15 +39,15 @@ class Ingress:
         """
         invocation_id = invocation_id or events.new_id()
         envelope = Envelope(
-            invocation_id, event_id or invocation_id, trigger, time.time(), version=version
+            invocation_id, event_id or invocation_id, trigger, time.time(), function_version=version
         )
         try:
-            await self._broker.publish(
-                function, orjson.dumps(event), envelope.headers(), envelope.event_id
-            )
+            body = orjson.dumps(event)
+            headers = self._broker.seal.headers(envelope, function, body)
+            await self._broker.publish(function, body, headers, envelope.event_id)
         except BrokerError:
             raise
-        except Exception as exc:  # anything unforeseen is still "not queued", never a 500
+        except Exception as exc:  # anything unforeseen (not JSON, no key yet) is "not queued"
             raise BrokerError(f"publish failed: {exc!r}") from exc
         self._store.queued(_queued(function, version, envelope))
         self._metrics.child(self._metrics.async_received, function).inc()

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
-from router.executors import Call, Executor, Outcome
+from router.executors import Call, ErrorInfo, Executor, Outcome
 from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
 from router.idempotency import Idempotency
+from router.invocations import InvocationStore, Record, finished
 from router.logstore import LogStore
 from router.metrics import Metrics
 from router.pool import Pool, Slots, Throttled
@@ -43,8 +47,10 @@ class Invoker:
         idempotency: Idempotency,
         usage: Usage,
         logs: LogStore,
+        store: InvocationStore,
     ) -> None:
         self._local = local
+        self._store = store
         self._launcher = launcher
         # One table from isolation to executor: no branch on how a handler runs.
         self._executors: dict[str, Executor] = {
@@ -94,6 +100,7 @@ class Invoker:
         client_context: str | None = None,
         version: str = LATEST,
         qualifier: str | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> Outcome:
         """Run the call on `version` of the function (`spec` is that version's); with
         `wait=False` raise Throttled at `concurrency.max` instead. `qualifier` is the alias or
@@ -102,13 +109,14 @@ class Invoker:
         An idempotent function's duplicate (same event id) is answered without running.
         """
         call = Call(function, spec, event, request_id, client_context, version, qualifier)
+        run = functools.partial(self._run, call, wait, on_start)
         if spec.idempotent and event_id:
-            return await self._idempotency.run(
-                function, spec, event_id, lambda: self._run(call, wait)
-            )
-        return await self._run(call, wait)
+            return await self._idempotency.run(function, spec, event_id, run)
+        return await run()
 
-    async def _run(self, call: Call, wait: bool) -> Outcome:
+    async def _run(
+        self, call: Call, wait: bool, on_start: Callable[[], None] | None = None
+    ) -> Outcome:
         function, spec, request_id = call.function, call.spec, call.request_id
         slots = self.pool(function, spec, call.version).slots
         try:
@@ -125,11 +133,17 @@ class Invoker:
                 call.version,
                 extra={"request_id": request_id, "function": function},
             )
+        if on_start is not None:
+            on_start()  # it has a slot now: it is running, no longer waiting
+        started = time.time()
         try:
             outcome = await self._executors[spec.isolation].run(call)
         finally:
             slots.release()
         self._report(call, outcome)
+        if not wait and outcome.error is not None:
+            # A sync caller sees no traceback; the record (by request id) and the log keep it.
+            self._store.save(_sync_record(function, call.version, request_id, started, outcome))
         return outcome
 
     def _report(self, call: Call, outcome: Outcome) -> None:
@@ -141,17 +155,27 @@ class Invoker:
         self._usage.record(function, billed_ms, spec.memory_mb)
         if memory_mb:
             self._metrics.child(self._metrics.max_memory, function).set(memory_mb)
-        error = outcome.error
-        said = bool(outcome.logs) or error is not None
-        if not said and not log.isEnabledFor(logging.INFO):
-            return  # the metrics carry it all; no line to format
         report = _report_line(request_id, spec.memory_mb, outcome)
-        extra = {"request_id": request_id, "function": function}
-        log.debug("END RequestId: %s", request_id, extra=extra)
-        log.info("%s\tStatus: %s\tVersion: %s", report, outcome.status, call.version, extra=extra)
-        if not said:
-            return  # nothing said: the REPORT line and the metrics carry it all
-        self._logs.append(function, request_id, invocation_log(call, outcome, report))
+        error = outcome.error
+        if log.isEnabledFor(logging.INFO):  # every invocation, its failure named
+            failure = "" if error is None else f"\tError: {error.type}: {error.message[:300]}"
+            extra = {"request_id": request_id, "function": function}
+            log.info(
+                "%s\tStatus: %s\tVersion: %s%s",
+                report,
+                outcome.status,
+                call.version,
+                failure,
+                extra=extra,
+            )
+        # As Lambda writes them: every invocation's START, output, error and END, REPORT.
+        self._logs.append(
+            function,
+            request_id,
+            invocation_log(call, outcome, report),
+            spec.log_max_entries,
+            spec.log_retention_s,
+        )
 
     def turn_away(self) -> None:
         """Shutting down: invocations still waiting for a slot raise TurnedAway."""
@@ -178,14 +202,36 @@ class Invoker:
 
 def invocation_log(call: Call, outcome: Outcome, report: str | None = None) -> str:
     """An invocation's log as Lambda frames it: START (with the version that ran), the
-    output, END and REPORT."""
-    request_id, error = call.request_id, outcome.error
+    output, the error with its trace, END and REPORT."""
+    request_id = call.request_id
     report = report or _report_line(request_id, call.spec.memory_mb, outcome)
-    failure = f"[ERROR] {error.type}: {error.message}\n" if error else ""
     return (
-        f"START RequestId: {request_id} Version: {call.version}\n{outcome.logs}{failure}"
-        f"END RequestId: {request_id}\n{report}\n"
+        f"START RequestId: {request_id} Version: {call.version}\n{outcome.logs}"
+        f"{_failure(outcome.error)}END RequestId: {request_id}\n{report}\n"
     )
+
+
+def _sync_record(
+    function: str, version: str, request_id: str, started: float, outcome: Outcome
+) -> Record:
+    return {
+        "id": request_id,
+        "function": function,
+        "function_version": version,
+        "attempt": 1,
+        "created_at": started,
+        "started_at": started,
+        **finished(outcome),
+    }
+
+
+def _failure(error: ErrorInfo | None) -> str:
+    """An error's log lines: type and message, then its trace (never shown to webhook senders,
+    kept here for whoever may read the logs)."""
+    if error is None:
+        return ""
+    trace = "".join(f"{line}\n" for line in error.trace)
+    return f"[ERROR] {error.type}: {error.message}\n{trace}"
 
 
 def _report_line(request_id: str, memory_size_mb: int, outcome: Outcome) -> str:

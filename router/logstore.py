@@ -28,15 +28,34 @@ MAX_PENDING_BYTES = 16 << 20  # output waiting for Redis; past it the oldest is 
 # Memory an entry holds besides its text (the entry, its request id and time): counted, so that
 # many tiny entries are bounded too.
 ENTRY_OVERHEAD = 256
+CHUNK = 500  # entries per script call: bounded so Redis is never blocked for long
+SCAN = 10_000  # entries looked through to find the newest that match a filter
+# One call for a batch (a pipeline of XADDs cost the router several times the CPU: every
+# invocation writes one). KEYS: a stream per entry; ARGV: the retention start (ms), then per
+# entry its max length, the oldest id its function keeps, request id, time and text.
+STORE_LOGS = """
+local trimmed = {}
+for i, key in ipairs(KEYS) do
+  local at = (i - 1) * 5 + 1
+  redis.call('XADD', key, 'MAXLEN', '~', ARGV[at], '*',
+             'request_id', ARGV[at + 2], 'at', ARGV[at + 3], 'text', ARGV[at + 4])
+  if not trimmed[key] then
+    trimmed[key] = true
+    redis.call('XTRIM', key, 'MINID', '~', ARGV[at + 1])
+  end
+end
+"""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     function: str
     request_id: str
     text: str
     at: float
     size: int  # bytes of memory it holds, counted against MAX_PENDING_BYTES
+    max_entries: int
+    retention_s: int
 
 
 class LogStore:
@@ -57,18 +76,36 @@ class LogStore:
         self._max_pending_bytes = max_pending_bytes
         self._pending: deque[Entry] = deque()
         self._pending_bytes = 0
+        self._store_logs = redis.register_script(STORE_LOGS)
 
     @property
     def pending_bytes(self) -> int:
         """Memory held by output not yet in Redis (at most `max_pending_bytes`)."""
         return self._pending_bytes
 
-    def append(self, function: str, request_id: str, text: str) -> None:
+    def append(
+        self,
+        function: str,
+        request_id: str,
+        text: str,
+        max_entries: int | None = None,
+        retention_s: int | None = None,
+    ) -> None:
+        """Buffer one invocation's entry; a function's own bounds override the router's."""
         # The function's drop count exists (at 0) from its first output on: a counter series
         # born at its first drop would have that drop missed by increase() and rate().
         self._metrics.child(self._metrics.log_entries_dropped, function)
         size = sys.getsizeof(text) + ENTRY_OVERHEAD
-        self._pending.append(Entry(function, request_id, text, time.time(), size))
+        entry = Entry(
+            function,
+            request_id,
+            text,
+            time.time(),
+            size,
+            max_entries or self._max_entries,
+            retention_s or self._retention_s,
+        )
+        self._pending.append(entry)
         self._pending_bytes += size
         self._drop_oldest()
 
@@ -89,24 +126,13 @@ class LogStore:
             return
         batch, batch_bytes = self._pending, self._pending_bytes
         self._pending, self._pending_bytes = deque(), 0
-        oldest = f"{int((time.time() - self._retention_s) * 1000)}-0"
+        now_ms = int(time.time() * 1000)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for entry in batch:
-                    fields = {
-                        "request_id": entry.request_id,
-                        "at": repr(entry.at),
-                        "text": entry.text,
-                    }
-                    pipe.xadd(
-                        self._names.logs(entry.function),
-                        fields,  # type: ignore[arg-type]
-                        maxlen=self._max_entries,
-                        approximate=True,
-                    )
-                for function in {e.function for e in batch}:
-                    pipe.xtrim(self._names.logs(function), minid=oldest, approximate=True)
-                await pipe.execute()
+            entries = list(batch)
+            for start in range(0, len(entries), CHUNK):
+                chunk = entries[start : start + CHUNK]
+                keys = [self._names.logs(e.function) for e in chunk]
+                await self._store_logs(keys, [v for e in chunk for v in _values(e, now_ms)])
         except RedisError as exc:
             # Kept for the next try, ahead of what came in meanwhile, within the bound.
             batch.extend(self._pending)
@@ -115,20 +141,48 @@ class LogStore:
             log.warning("invocation logs not stored yet: %s", exc)
 
     async def read(
-        self, function: str, *, after: str = "-", request_id: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """Entries after a stream id (oldest first), optionally of one request."""
-        start = after if after == "-" else f"({after}"
-        raw: Any = await self._redis.xrange(
-            self._names.logs(function), min=start, max="+", count=None if request_id else limit
-        )
-        entries = [_entry(entry_id, fields) for entry_id, fields in raw]
-        if request_id:
-            entries = [e for e in entries if e["request_id"] == request_id]
-        return entries[-limit:] if after == "-" else entries[:limit]
+        self,
+        function: str,
+        *,
+        after: str | None = None,
+        since_ms: int | None = None,
+        request_id: str | None = None,
+        contains: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Entries oldest first: those after a stream id (to follow), or else the newest
+        `limit` since a time; optionally only one request's, or those containing a text. Also
+        the cursor to follow from: the newest id looked at (matching or not)."""
+        key = self._names.logs(function)
+
+        def wanted(entry: dict[str, Any]) -> bool:
+            return (request_id is None or entry["request_id"] == request_id) and (
+                contains is None or contains in entry["text"]
+            )
+
+        if after is not None:
+            raw: Any = await self._redis.xrange(key, min=f"({after}", max="+", count=SCAN)
+            entries = [_entry(item) for item in raw]
+            matching = [e for e in entries if wanted(e)][:limit]
+            # Stopped at `limit` matches: follow on from the last one shown; else from the
+            # last one looked at, so that what did not match is not looked at again.
+            last = matching[-1] if len(matching) == limit else (entries[-1] if entries else None)
+            return matching, last["id"] if last else after
+        oldest = "-" if since_ms is None else f"{since_ms}-0"
+        scan = SCAN if request_id is not None or contains is not None else limit
+        raw = await self._redis.xrevrange(key, max="+", min=oldest, count=scan)
+        entries = [_entry(item) for item in raw]
+        newest = [e for e in entries if wanted(e)][:limit]
+        return newest[::-1], entries[0]["id"] if entries else None
 
 
-def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+def _values(entry: Entry, now_ms: int) -> tuple[Any, ...]:
+    oldest = now_ms - entry.retention_s * 1000
+    return (entry.max_entries, oldest, entry.request_id, repr(entry.at), entry.text)
+
+
+def _entry(item: tuple[bytes, dict[bytes, bytes]]) -> dict[str, Any]:
+    entry_id, fields = item
     return {
         "id": entry_id.decode(),
         "request_id": fields[b"request_id"].decode(),

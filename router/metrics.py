@@ -237,6 +237,14 @@ class Metrics:
             "trigger",
             "reason",
         )
+        self.envelope_rejections = c(
+            "router_envelope_rejections",
+            "Messages with router headers the router did not seal: forged through a binding"
+            " (run as plain AMQP events) or unverified on the router's own exchange"
+            " (dead-lettered).",
+            "function",
+            "reason",
+        )
         self.confirm_latency = eh(
             "router_publish_confirm_seconds", "Time for RabbitMQ to confirm a persistent publish."
         )
@@ -261,6 +269,15 @@ class Metrics:
             "router_log_entries_dropped",
             "Invocation output dropped, oldest first, while Redis was away too long to hold it.",
             "function",
+        )
+        self.log_lines_dropped = c(
+            "router_log_lines_dropped",
+            "The router's own log lines dropped because stderr could not keep up.",
+        )
+        self.http_connections = g("router_http_connections", "Open HTTP connections.")
+        self.http_refused = c(
+            "router_http_connections_refused",
+            "HTTP connections refused at the cap (ROUTER_MAX_CONNECTIONS).",
         )
 
     def child(self, metric: Labelled[C], *labels: str) -> C:

@@ -70,6 +70,11 @@ class Names:
     def idempotency(self, function: str, event_id: str) -> str:
         return f"{self.namespace}:idempotency:{function}:{event_id}"
 
+    @property
+    def envelope_keys(self) -> str:
+        """A set of the keys that seal the router's envelopes; the smallest one signs."""
+        return f"{self.namespace}:envelope:keys"
+
     # AMQP
     @property
     def work_exchange(self) -> str:
@@ -89,3 +94,14 @@ class Names:
 
     def dead_letter_queue(self, function: str) -> str:
         return f"{self.namespace}.fn.{function}.dlq"
+
+
+# The exchange names above, in any namespace (namespaces have no dots): a trigger binding one
+# of them would read another namespace's events, or the router's own.
+ROUTER_EXCHANGE_SUFFIXES = (".work", ".dlx")
+ROUTER_EXCHANGE_INFIX = ".delay."
+
+
+def is_router_exchange(name: str) -> bool:
+    """Whether `name` is, or could be, an exchange of the router in some namespace."""
+    return name.endswith(ROUTER_EXCHANGE_SUFFIXES) or ROUTER_EXCHANGE_INFIX in name

@@ -88,6 +88,21 @@ def _crud(kind: str, schema: str, listing: str) -> dict[str, Any]:
                     **ERRORS,
                 },
             },
+            **(
+                {
+                    "patch": {
+                        "summary": "Change some fields of a function, keeping the rest",
+                        "operationId": "patch_function",
+                        "requestBody": {
+                            "required": True,
+                            **_json({"type": "object", "additionalProperties": True}),
+                        },
+                        "responses": {"200": _answer("changed", item), **ERRORS},
+                    }
+                }
+                if kind == "function"
+                else {}
+            ),
             "delete": {
                 "summary": f"Delete a {kind}",
                 "operationId": f"delete_{kind}",
@@ -155,6 +170,13 @@ def _dlq() -> dict[str, Any]:
         "required": False,
         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
     }
+    after = {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "the `next` of the previous page",
+        "schema": {"type": "string"},
+    }
     purged = {
         "type": "object",
         "required": ["purged"],
@@ -166,17 +188,18 @@ def _dlq() -> dict[str, Any]:
             "get": {
                 "summary": "List dead letters",
                 "operationId": "list_dead_letters",
-                "parameters": [limit],
+                "parameters": [limit, after],
                 "responses": {
                     "200": _answer(
-                        "dead letters",
+                        "a page of dead letters, oldest first",
                         {
                             "type": "object",
-                            "required": ["function", "count", "messages"],
+                            "required": ["function", "count", "messages", "next"],
                             "properties": {
                                 "function": {"type": "string"},
                                 "count": {"type": "integer"},
                                 "messages": {"type": "array", "items": letter},
+                                "next": {"type": ["string", "null"]},
                             },
                         },
                     ),
@@ -221,9 +244,22 @@ def _dlq() -> dict[str, Any]:
                         {
                             "type": "object",
                             "required": ["replayed"],
-                            "properties": {"replayed": {"type": "integer"}},
+                            "properties": {
+                                "replayed": {"type": "integer"},
+                                "skipped": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "id": {"type": "string"},
+                                            "reason": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
                         },
                     ),
+                    "409": _answer("a malformed dead letter: purge it", _ref("Error")),
                     **ERRORS,
                 },
             }
@@ -433,6 +469,13 @@ def _observability() -> dict[str, Any]:
             "required": False,
             "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
         },
+        {
+            "name": "since",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "description": "10m, 24h, 7d or an ISO 8601 time"},
+        },
+        {"name": "filter", "in": "query", "required": False, "schema": {"type": "string"}},
     ]
     entry = {
         "type": "object",
@@ -457,7 +500,7 @@ def _observability() -> dict[str, Any]:
     return {
         "/functions/{name}/logs": {
             "get": {
-                "summary": "A function's invocation output, oldest first",
+                "summary": "A function's invocation output: the newest entries, oldest first",
                 "operationId": "logs",
                 "parameters": [NAME, *query],
                 "responses": {
@@ -469,6 +512,10 @@ def _observability() -> dict[str, Any]:
                             "properties": {
                                 "function": {"type": "string"},
                                 "entries": {"type": "array", "items": entry},
+                                "cursor": {
+                                    "type": ["string", "null"],
+                                    "description": "follow with ?after=<cursor>",
+                                },
                             },
                         },
                     ),
@@ -560,9 +607,14 @@ def _schemas() -> dict[str, Any]:
         },
         "DeadLetter": {
             "type": "object",
-            "required": ["id", "errors", "event"],
+            "required": ["id", "kind", "errors", "event", "size"],
             "properties": {
-                "id": {"type": ["string", "null"]},
+                "id": {"type": "string"},
+                "kind": {"enum": ["sealed", "raw", "malformed"]},
+                "malformed": {"type": ["string", "null"], "description": "what is wrong"},
+                "size": {"type": "integer", "description": "bytes of the body"},
+                "truncated": {"type": "boolean"},
+                "preview": {"type": "string", "description": "the body's start, when truncated"},
                 "event_id": {"type": ["string", "null"]},
                 "trigger": {"type": ["string", "null"]},
                 "attempts": {"type": ["integer", "null"]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -74,20 +75,40 @@ def decoded(request: web.Request, body: bytes, limit: int) -> bytes:
     return encodings.decode(body, content_encoding, limit)
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    """A JSON request body; raises web.HTTPException-compatible JSON errors."""
+async def read_json(request: web.Request, limit: int, empty: Any = None) -> Any:
+    """A JSON request body; raises web.HTTPException-compatible JSON errors. An empty body is
+    `empty` when one is given (Invoke's is the event `{}`, as Lambda's), else refused. A body
+    that has not all arrived within ROUTER_BODY_TIMEOUT_S gets 408, as a webhook's does."""
     try:
-        raw = decoded(request, await read_limited(request, limit), limit)
+        raw = decoded(request, await read_timed(request, limit), limit)
     except BodyTooLarge:
         raise HttpError(413, f"request body is larger than {limit} bytes") from None
     except encodings.EncodingError as exc:
         raise HttpError(exc.status, str(exc), headers=exc.headers) from None
     if not raw.strip():
+        if empty is not None:
+            return empty
         raise HttpError(400, "request body is empty; a JSON document is required")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, f"request body is not valid JSON: {exc}") from None
+
+
+async def read_timed(request: web.Request, limit: int) -> bytes:
+    """`read_limited` within ROUTER_BODY_TIMEOUT_S (408 past it)."""
+    # Imported here: router.services imports most of the router, this module's users too.
+    from router.services import services
+
+    timeout_s = services(request).settings.body_timeout_s
+    try:
+        raw = received_body(request, limit)  # all there already: no timer to arm
+        if raw is None:
+            async with asyncio.timeout(timeout_s):
+                raw = await read_limited(request, limit)
+    except TimeoutError:
+        raise HttpError(408, f"request body not received within {timeout_s:g} s") from None
+    return raw
 
 
 class HttpError(Exception):

@@ -48,9 +48,11 @@ def decide(
 
 
 def backoff(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
+    """Exponential backoff with equal jitter: uniform in [d/2, d], d = min(cap, base *
+    2^(attempt-1)). The floor keeps a retry from following its failure at once (full jitter
+    drew delays of a few ms), the jitter still spreads retries of a burst."""
     ceiling = min(policy.backoff_max_s, policy.backoff_s * 2.0 ** (attempt - 1))
-    return float(rand() * ceiling)
+    return float(ceiling / 2 + rand() * ceiling / 2)
 
 
 def tier(delay_s: float) -> int:

@@ -80,6 +80,7 @@ class RuntimeApi:
         self._current: Invocation | None = None
         self._queued: Invocation | None = None
         self._waiting: asyncio.Future[None] | None = None
+        self._stopping = False
 
     async def start(self) -> str:
         """Listen on a free loopback port; returns `host:port` for AWS_LAMBDA_RUNTIME_API."""
@@ -88,6 +89,13 @@ class RuntimeApi:
         self._server = await loop.create_server(self._http, "127.0.0.1", 0, backlog=16)
         self._port = self._server.sockets[0].getsockname()[1]
         return f"127.0.0.1:{self._port}"
+
+    def stop(self) -> None:
+        """The environment is ending: a runtime waiting for its next event is told so with a
+        500, which AWS's clients take as "exit now"."""
+        self._stopping = True
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
 
     def submit(self, invocation: Invocation) -> None:
         """Hand the next invocation to the runtime (now, or at its next GET /next)."""
@@ -130,6 +138,8 @@ class RuntimeApi:
             current.answer.set_result(_runtime_error("Runtime.NoResponse", message))
         self._current = None
         while self._queued is None:
+            if self._stopping:
+                return _error(500, "Runtime.Shutdown", "the execution environment is stopping")
             self._waiting = asyncio.get_running_loop().create_future()
             await self._waiting
         invocation, self._queued = self._queued, None

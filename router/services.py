@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from router.admin import Admin
 from router.broker import Broker
 from router.bundles import Bundles
+from router.connections import Connections, Descriptors
 from router.consumer import Consumers
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
@@ -26,6 +27,7 @@ from router.registry import Registry
 from router.replays import Replays
 from router.scaler import Scaler
 from router.settings import Settings
+from router.shutdown import Deadline
 from router.usage import Usage
 
 
@@ -54,6 +56,10 @@ class Services:
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
     draining: bool = False  # shutting down: no new events
+    stopping: Deadline | None = None  # set when a shutdown begins: all of it ends by then
+    drained: asyncio.Future[None] | None = None  # the drain, once begun
+    connections: Connections | None = None  # HTTP connections, once the server listens
+    descriptors: Descriptors = field(default_factory=Descriptors)
 
     async def readiness(self) -> tuple[bool, list[str]]:
         """Whether this replica serves, and what is wrong. Once started it keeps serving from
@@ -69,6 +75,9 @@ class Services:
             problems.append("registry not loaded")
         if self.draining:
             problems.append("shutting down")
+        problems += self.descriptors.problems()
+        if self.connections is not None:
+            problems += self.connections.problems()
         return self.started and not self.draining, problems
 
 

@@ -33,6 +33,7 @@ class Settings:
     registry_poll_s: float = 0.5
     publish_timeout_s: float = 5.0
     max_body_bytes: int = 6 * 1024 * 1024
+    max_event_bytes: int = 6 * 1024 * 1024  # AMQP messages from users' exchanges
     body_timeout_s: float = 30.0
     thread_workers: int = 32
     prefetch_multiplier: int = 2
@@ -42,6 +43,9 @@ class Settings:
     shutdown_grace_s: float = 25.0
     code_dir: str = ""  # where this replica unpacks code bundles (see bundles.default_directory)
     token_file: str = ""  # where a generated admin token is kept (see tokens.default_file)
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
+    max_connections: int = 0  # 0: derived from the open-file limit (router.connections)
     log_level: str = "INFO"
     log_format: str = "auto"
     # Lambda API access keys, `AKID:SECRET[,AKID:SECRET...]`; never shown (repr, logs, errors).
@@ -72,18 +76,32 @@ class Settings:
             raise SettingsError(
                 f"ROUTER_NAMESPACE must be letters, digits, '-' or '_', got {self.namespace!r}"
             )
-        if self.prefetch_multiplier < 1:
-            raise SettingsError(
-                f"ROUTER_PREFETCH_MULTIPLIER must be 1 or more, got {self.prefetch_multiplier}"
-            )
         if self.log_format not in ("auto", "json", "plain"):
             raise SettingsError(
                 f"ROUTER_LOG_FORMAT must be auto, json or plain, got {self.log_format!r}"
             )
+        self._check_bounds()
+        self._check_urls()
         try:
             Credentials.parse(self.aws_credentials)
         except ValueError as exc:
             raise SettingsError(f"ROUTER_AWS_CREDENTIALS: {exc}") from None
+
+    def _check_bounds(self) -> None:
+        for name, least in (
+            ("prefetch_multiplier", 1),
+            ("max_event_bytes", 1),
+            ("max_connections", 0),  # 0: derived from the open-file limit
+        ):
+            if getattr(self, name) < least:
+                raise SettingsError(
+                    f"ROUTER_{name.upper()} must be {least} or more, got {getattr(self, name)}"
+                )
+        for name in ("header_timeout_s", "keepalive_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"ROUTER_{name.upper()} must be more than 0")
+
+    def _check_urls(self) -> None:
         for name in ("amqp_url", "redis_url"):
             url = getattr(self, name)
             scheme = url.split("://", 1)[0]

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from router import filters, loader, signatures
+from router.names import is_router_exchange
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 LATEST = "$LATEST"  # the editable version of a function; published versions are numbers
@@ -109,6 +110,12 @@ class FunctionSpec(Spec):
     env: dict[str, str] = Field(default_factory=dict)
     idempotent: bool = False
     description: str = Field("", max_length=1024)
+    log_max_entries: int | None = Field(
+        None, ge=1, le=1_000_000, description="invocations kept in the logs (else the router's)"
+    )
+    log_retention_s: int | None = Field(
+        None, ge=60, le=90 * 86400, description="how long they are kept (else the router's)"
+    )
     role: str = Field(
         "", max_length=2048, description="Lambda's execution role ARN: kept, not used"
     )
@@ -295,6 +302,19 @@ class AmqpTrigger(TriggerBase):
     exchange: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")
     exchange_type: Literal["direct", "topic", "fanout", "headers"] = "topic"
     routing_key: str = Field("#", max_length=255)
+
+    @field_validator("exchange")
+    @classmethod
+    def _not_the_routers(cls, exchange: str) -> str:
+        if exchange == "amq.default":
+            raise ValueError("the default exchange cannot be bound")
+        if is_router_exchange(exchange):
+            raise ValueError(
+                f"{exchange!r} is named like one of the router's own exchanges (names ending in"
+                " '.work' or '.dlx', or containing '.delay.'): binding it would read the router's"
+                " internal traffic, of this namespace or another"
+            )
+        return exchange
 
 
 class AliasSpec(Spec):

@@ -284,7 +284,7 @@ def _http_request(request: web.Request, body: bytes) -> events.HttpRequest:
     return events.HttpRequest(
         method=request.method,
         path="/" + tail,
-        query_string=request.query_string,
+        query_string=request.raw_path.partition("?")[2],  # as received, as Lambda gives it
         headers=request.headers.items(),
         body=body,
         source_ip=peer,

@@ -102,7 +102,11 @@ class Router:
         return 0.0
 
 
-def start_router(namespace: str, **env: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_router(
+    namespace: str, *, output: int | None = None, **env: str
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """A `trigger-router serve`; its output goes to the returned log file, or to `output`
+    (subprocess.PIPE, say) when given."""
     port = free_port()
     log = Path(f"/tmp/router-{namespace}-{port}.log")
     environment = {
@@ -121,7 +125,7 @@ def start_router(namespace: str, **env: str) -> tuple[subprocess.Popen[bytes], i
         process = subprocess.Popen(
             [sys.executable, "-m", "router", "serve"],
             env=environment,
-            stdout=out,
+            stdout=out if output is None else output,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )

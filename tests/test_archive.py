@@ -179,3 +179,23 @@ def test_the_api_refuses_an_upload_over_50_mb(router: Router) -> None:
     )
     assert response.status_code == 413
     assert "50 MB" in response.json()["error"]
+
+
+def test_a_bundle_appears_complete_or_not_at_all(tmp_path: Path) -> None:
+    """Unpacking goes to a temporary directory renamed into place: a refused zip leaves
+    nothing, a racing unpacker of the same bundle loses quietly, leftovers are swept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from router.bundles import _unpack
+
+    target = tmp_path / "code" / "abc"
+    target.parent.mkdir()
+    bad = make_zip(("ok.txt", "fine", FILE), ("../evil", "x", FILE))
+    with pytest.raises(ArchiveError):
+        _unpack(bad, target)
+    assert list(target.parent.iterdir()) == []
+    good = make_zip(*((f"f{i}.txt", "x" * 1000, FILE) for i in range(200)))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: _unpack(good, target), range(4)))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["abc"]
+    assert len(list(target.iterdir())) == 200

@@ -145,7 +145,7 @@ def test_an_accepted_event_has_its_queued_record() -> None:
             )
             message = await take(names.queue("fn"))
             assert message.headers["x-router-invocation-id"] == invocation_id
-            assert message.headers["x-router-version"] == "3"  # version 3 runs it
+            assert message.headers["x-router-function-version"] == "3"  # version 3 runs it
 
     run(test, "fn")
 

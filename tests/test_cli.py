@@ -47,7 +47,7 @@ def test_functions_and_triggers_through_the_cli(router: Router) -> None:
     invoked = cli(router, "invoke", function, '{"via": "cli"}')
     assert json.loads(invoked.stdout)["ok"] is True
     queued = cli(router, "invoke", function, "--async", "-f", "-", stdin='{"via": "stdin"}')
-    invocation_id = json.loads(queued.stdout)["invocation_id"]
+    invocation_id = queued.stdout.strip()  # the id itself, as --async's help says
     router.invocation(invocation_id, ("succeeded",))
     shown = cli(router, "invocations", "get", invocation_id)
     assert json.loads(shown.stdout)["status"] == "succeeded"
@@ -87,3 +87,69 @@ def test_serve_rejects_bad_settings() -> None:
     )
     assert result.returncode == 2
     assert "ROUTER_PORT" in result.stderr
+
+
+def test_update_changes_one_field_and_keeps_the_rest(router: Router) -> None:
+    function = unique("upd")
+    router.put_function(function, handler="testfns:record", isolation="thread", memory_mb=256)
+    updated = cli(router, "functions", "update", function, "--timeout-s", "9")
+    assert updated.returncode == 0, updated.stderr
+    stored = json.loads(updated.stdout)
+    assert stored["timeout_s"] == 9
+    assert stored["handler"] == "testfns:record"
+    assert stored["memory_mb"] == 256
+    assert stored["version"] == 2
+    patched = router.http.patch(f"/api/v1/functions/{function}", json={"memory_mb": 512})
+    assert patched.json()["memory_mb"] == 512
+    assert patched.json()["timeout_s"] == 9
+    bad = router.http.patch(f"/api/v1/functions/{function}", json={"timeout_s": 0})
+    assert bad.status_code == 400
+    assert bad.json()["field"] == "timeout_s"
+
+
+def test_names_are_encoded_and_bad_ones_are_clear_errors(router: Router) -> None:
+    result = cli(router, "functions", "put", "bad name!", "--handler", "testfns:record")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "HTTP 400" in result.stderr
+    assert "invalid name" in result.stderr
+
+
+def test_lists_are_json_when_piped_and_tables_when_asked(router: Router) -> None:
+    function = unique("tbl")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    piped = cli(router, "functions", "list")
+    assert json.loads(piped.stdout)["functions"]
+    table = cli(router, "functions", "list", "--output", "table")
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "RUNTIME", "HANDLER"]
+    assert any(line.startswith(function) and "testfns:record" in line for line in lines)
+
+
+def test_triggers_put_takes_flags_for_every_field(router: Router) -> None:
+    function, hook, queue = unique("flags"), unique("hook"), unique("amqp")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    made = cli(
+        router, "triggers", "put", hook, "--function", function, "--type", "webhook",
+        "--mode", "async", "--verify-scheme", "github", "--secret", "s3cret",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    stored = json.loads(made.stdout)
+    assert stored["verify"] == {**stored["verify"], "scheme": "github", "secrets": ["<redacted>"]}
+    assert stored["mode"] == "async"
+    bound = cli(
+        router, "triggers", "put", queue, "--function", function, "--type", "amqp",
+        "--exchange", f"{router.namespace}-orders", "--routing-key", "order.*",
+        "--filter", '{"body": {"region": ["eu"]}}',
+    )  # fmt: skip
+    assert bound.returncode == 0, bound.stderr
+    assert json.loads(bound.stdout)["filter"] == {"body": {"region": ["eu"]}}
+
+
+def test_invoke_async_prints_the_invocation_id(router: Router) -> None:
+    function = unique("asyncid")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    result = cli(router, "invoke", function, '{"a": 1}', "--async")
+    assert result.returncode == 0, result.stderr
+    invocation_id = result.stdout.strip()
+    assert router.invocation(invocation_id, ("succeeded",))["id"] == invocation_id

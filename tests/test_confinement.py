@@ -150,3 +150,15 @@ def test_function_names_cannot_take_another_functions_dead_letter_queue(router: 
     response = router.http.put(f"/api/v1/functions/{base}.dlq", json={"handler": "testfns:record"})
     assert response.status_code == 400
     assert response.json()["field"] == "name"
+
+
+def test_a_handler_forging_replies_ends_its_environment_not_the_router(router: Router) -> None:
+    name = unique("forge")
+    router.put_function(name, handler="testfns:forge_reply", timeout_s=10)
+    for event in ({"huge": True}, {}):
+        failed = invoke(router, name, event).json()
+        assert failed["errorType"] == "worker_lost", failed
+        assert "broke its protocol" in failed["errorMessage"]
+    assert router.http.get("/healthz").status_code == 200
+    response = invoke(router, unique("gone"))  # the router still answers calls
+    assert response.status_code == 404

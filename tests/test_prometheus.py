@@ -2,7 +2,8 @@
 
 A router (real Redis and RabbitMQ, a namespace of its own) gets a little load of every kind the
 dashboard shows: sync and async invocations, failures that are retried and dead-lettered, an
-expired event, a throttle, duplicates, webhooks accepted, rejected and filtered. Prometheus
+expired event, a throttle, duplicates, webhooks accepted, rejected and filtered, a forged
+envelope on the router's own exchange. Prometheus
 (`/usr/bin/prometheus`, Debian package `prometheus`; CI installs it) scrapes it every second
 with the repository's rules file loaded. Then every panel query of
 deploy/grafana/dashboards/trigger-router.json and every rule expression of
@@ -29,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pika
 import pytest
 import yaml
 
-from tests.conftest import Router, cleanup, free_port, start_router, stop, wait_ready
+from tests.conftest import AMQP_URL, Router, cleanup, free_port, start_router, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "router.yml"
@@ -217,8 +219,21 @@ def generate_load(router: Router, phase: int) -> None:
     filtered = http.post(f"/hooks/{FILTERED}", json={"a": "c"})
     assert filtered.status_code == 200, filtered.text
     assert filtered.json() == {"filtered": True}
+    forge_an_envelope(router, EXPIRE)
     throttler.join(20)
     assert 429 in statuses, f"no throttle from {SLOW}: {statuses}"
+
+
+def forge_an_envelope(router: Router, function: str) -> None:
+    """An unsealed envelope on the router's own exchange: dead-lettered unrun ("unverified")."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        headers = {"x-router-invocation-id": uuid.uuid4().hex, "x-router-event-id": "forged"}
+        connection.channel().basic_publish(
+            f"{router.namespace}.work", function, b"{}", pika.BasicProperties(headers=headers)
+        )
+    finally:
+        connection.close()
 
 
 def wait_for(what: str, check: Any, timeout: float) -> None:

@@ -159,14 +159,15 @@ POLICY = RetryPolicy(max_attempts=5, backoff_s=1, backoff_max_s=10)
     [
         (1, 1.0, 1.0),
         (2, 1.0, 2.0),
-        (3, 0.5, 2.0),
+        (3, 0.5, 3.0),
         (4, 1.0, 8.0),
         (5, 1.0, 10.0),
         (9, 1.0, 10.0),
-        (1, 0.0, 0.0),
+        (1, 0.0, 0.5),  # the floor: half the delay, never an immediate retry
+        (4, 0.0, 4.0),
     ],
 )
-def test_backoff_full_jitter(attempt: int, rand: float, expected: float) -> None:
+def test_backoff_equal_jitter(attempt: int, rand: float, expected: float) -> None:
     assert retry.backoff(attempt, POLICY, lambda: rand) == expected
 
 

@@ -287,6 +287,34 @@ def test_runtime_errors_init_errors_and_exits(router: Router, tmp_path: Path) ->
     assert "bootstrap gives up" in response.json()["errorMessage"]
 
 
+def test_a_response_over_6_mb_is_refused_with_413(router: Router, tmp_path: Path) -> None:
+    too_big = (
+        "#!/bin/bash\n"
+        'api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"\n'
+        "head -c 7000000 /dev/zero > /tmp/answer\n"
+        "while true; do\n"
+        '  id=$(curl -sS -D - -o /dev/null "$api/invocation/next" | '
+        "grep -Fi Lambda-Runtime-Aws-Request-Id | tr -d '[:space:]' | cut -d: -f2)\n"
+        '  curl -sS --data-binary @/tmp/answer "$api/invocation/$id/response"\n'
+        "done\n"
+    )
+    name = unique("big")
+    code = bundle(folder(tmp_path, "bash", bootstrap=too_big))
+    deploy(router, name, code, runtime="provided.al2023", handler="x", timeout_s=20)
+    response = invoke(router, name)
+    assert response.status_code == 502, response.text[:300]
+    assert response.json()["errorType"] == "Function.ResponseSizeTooLarge"
+    invoke(router, name)  # what curl printed after its answer goes with the next invocation
+    deadline = time.monotonic() + 10
+    found: list[Any] = []
+    while not found and time.monotonic() < deadline:
+        found = router.http.get(
+            f"/api/v1/functions/{name}/logs", params={"filter": "RequestEntityTooLarge"}
+        ).json()["entries"]
+        time.sleep(0.1)
+    assert found, "the Runtime API did not answer the oversize response with 413"
+
+
 def test_a_timeout_kills_the_bootstrap_and_everything_it_started(router: Router) -> None:
     name = unique("hang")
     deploy(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 import time
@@ -147,7 +148,7 @@ def lambda_variables(function: str, spec: FunctionSpec, version: str = LATEST) -
         "AWS_LAMBDA_FUNCTION_NAME": function,
         "AWS_LAMBDA_FUNCTION_VERSION": version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout_s),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(math.ceil(spec.timeout_s)),  # whole seconds, as Lambda
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function}",
         "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{version}]{os.getpid()}",
         "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",

@@ -43,7 +43,7 @@ class LocalExecutor:
             spec.timeout_s,
             qualifier=call.qualifier,
         )
-        output, token = capture.begin()
+        output, token = capture.begin(call.request_id)
         try:
             status, result, error = await self._outcome(handler, call, context)
         finally:

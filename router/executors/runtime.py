@@ -153,6 +153,10 @@ class RuntimeProcess(Environment[Answer]):
             max_memory_mb=self.peak_mb,
         )
 
+    def _ask_to_stop(self) -> None:
+        self._api.stop()  # its waiting GET /next answers 500: AWS's clients exit on that
+        super()._ask_to_stop()
+
     async def kill(self) -> None:
         await super().kill()
         await self._api.close()

@@ -7,17 +7,33 @@ always started again, even when the test fails.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import Popen
 
+import httpx
 import pika
 import pytest
 
-from tests.conftest import AMQP_URL, Router, cleanup, start_router, stop, unique, wait_ready
+from tests.conftest import (
+    AMQP_URL,
+    FNLIB,
+    REDIS_URL,
+    ROOT,
+    Router,
+    cleanup,
+    free_port,
+    start_router,
+    stop,
+    unique,
+    wait_ready,
+)
 
 REDIS_START = [
     "redis-server",
@@ -164,3 +180,48 @@ def restart_redis() -> None:
         time.sleep(0.05)
     time.sleep(1.0)  # a real outage, not a blink
     ensure_redis()
+
+
+def start_limited(namespace: str, nofile: int, **env: str) -> tuple[Popen[bytes], int, Path]:
+    """`start_router` with the open-file limit (soft and hard) set to `nofile`, which the
+    router then cannot raise."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    port = free_port()
+    log = Path(f"/tmp/router-{namespace}-{port}.log")
+    environment = {
+        **os.environ,
+        "ROUTER_NAMESPACE": namespace,
+        "ROUTER_PORT": str(port),
+        "ROUTER_REDIS_URL": REDIS_URL,
+        "ROUTER_AMQP_URL": AMQP_URL,
+        "PYTHONPATH": os.pathsep.join([str(FNLIB), str(ROOT)]),
+        **env,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve"],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            preexec_fn=limit,
+        )
+    return process, port, log
+
+
+def wait_listening(port: int, process: Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Until the HTTP server answers, whether or not Redis and RabbitMQ are reached."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"router exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"router not listening within {timeout}s:\n{log.read_text()}")
