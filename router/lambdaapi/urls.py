@@ -34,7 +34,7 @@ async def create_url(call: LambdaRequest) -> web.StreamResponse:
         )
     if document.get("InvokeMode", "BUFFERED") != "BUFFERED":
         raise errors.invalid("InvokeMode RESPONSE_STREAM is not supported: use BUFFERED")
-    if await svc.redis.hexists(svc.names.function_urls, target):
+    if await _existing(svc, target):
         raise errors.conflict(f"{shapes.arn(target)} has a function URL already")
     trigger = f"url-{secrets.token_hex(14)}"  # unguessable, as Lambda's URL ids are
     spec = WebhookTrigger(
@@ -133,10 +133,19 @@ async def delete_config(svc: Services, target: str) -> None:
     await svc.redis.hdel(svc.names.function_urls, target)
 
 
-async def _config(svc: Services, target: str) -> dict[str, Any]:
+async def _existing(svc: Services, target: str) -> dict[str, Any] | None:
+    """The function URL's config, if its trigger is still there (deleting the trigger through
+    the admin API deletes the URL)."""
     raw = await svc.redis.hget(svc.names.function_urls, target)
     config: dict[str, Any] | None = None if raw is None else orjson.loads(raw)
     if config is None or config["trigger"] not in svc.registry.snapshot.triggers:
+        return None
+    return config
+
+
+async def _config(svc: Services, target: str) -> dict[str, Any]:
+    config = await _existing(svc, target)
+    if config is None:
         raise errors.not_found(f"The resource you requested does not exist: {shapes.arn(target)}")
     return config
 
