@@ -3,8 +3,11 @@ scaling with queue depth, scale to zero, throttling."""
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,8 +181,17 @@ def test_sync_calls_over_max_are_throttled(fast_router: Router) -> None:
 
 
 def test_import_errors_are_reported_from_the_environment(fast_router: Router) -> None:
+    """Uploaded code is loaded by its environment: a missing function fails its init."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("app.py", "def handler(event, context):\n    return 1\n")
     function = unique("init")
-    fast_router.put_function(function, handler="testfns:no_such_attribute")
+    fast_router.put_function(
+        function,
+        runtime="python3.11",
+        handler="app.no_such_attribute",
+        code={"zip": base64.b64encode(archive.getvalue()).decode()},
+    )
     response = invoke(fast_router, function)
     assert response.status_code == 502
     assert response.json()["errorType"] == "Runtime.HandlerNotFound"
