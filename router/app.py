@@ -38,7 +38,7 @@ from router.metrics import CONTENT_TYPE, Metrics
 from router.monitor import Monitor
 from router.names import Names
 from router.ratelimit import RateLimiter
-from router.registry import Registry, RegistryStore
+from router.registry import Registry, RegistryStore, Snapshot
 from router.replays import Replays
 from router.responses import json_response
 from router.scaler import Scaler
@@ -123,6 +123,7 @@ def build_services(settings: Settings) -> Services:
     consumers = Consumers(broker, dispatcher, names, settings.prefetch_multiplier)
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)
+    registry.on_change(_forgetting(metrics))
     registry.on_change(bundles.reconcile)
     scaler = Scaler(
         registry,
@@ -305,6 +306,19 @@ async def register(svc: Services, declared: list[declare.Declared]) -> None:
         await svc.admin.put_function(item.name, item.spec)
         for name, trigger in item.triggers.items():
             await svc.admin.put_trigger(name, trigger)
+
+
+def _forgetting(metrics: Metrics) -> Callable[[Snapshot], Awaitable[None]]:
+    """A registry listener that drops the gauges of functions that are gone."""
+    known: set[str] = set()
+
+    async def forget(snapshot: Snapshot) -> None:
+        for function in known - set(snapshot.functions):
+            metrics.forget(function)
+        known.clear()
+        known.update(snapshot.functions)
+
+    return forget
 
 
 async def healthz(request: web.Request) -> web.Response:

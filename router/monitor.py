@@ -55,7 +55,8 @@ class Monitor:
             except Exception as exc:
                 log.debug("dead-letter depth of %s unavailable: %s", function, exc)
                 continue
-            metrics.dlq_depth.labels(function).set(state.ready)
+            if function in self._registry.snapshot.functions:  # not deleted meanwhile
+                metrics.dlq_depth.labels(function).set(state.ready)
 
     async def _redis_answers(self) -> bool:
         try:

@@ -115,6 +115,8 @@ class Scaler:
         except Exception as exc:  # the broker may be away; scaling waits for it
             log.debug("queue depth of %s unavailable: %s", function, exc)
             return None
+        if function not in self._registry.snapshot.functions:
+            return None  # deleted while we asked: its gauges are gone and stay gone
         self._metrics.queue_depth.labels(function).set(state.ready)
         self._metrics.consumers.labels(function).set(state.consumers)
         await self._check_consumed(function, state.consumers, concurrency)

@@ -217,6 +217,8 @@ class HttpServer:
             loop=self._loop,
             keepalive_timeout=self._keepalive_timeout_s,
             access_log_class=AccessLog,
+            # Bodies as sent: signatures are checked over those bytes (router.encodings decodes).
+            auto_decompress=False,
         )
 
     async def start(self, sockets: list[socket.socket]) -> None:

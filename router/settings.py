@@ -11,6 +11,7 @@ from typing import Any
 from router.sigv4 import Credentials
 
 PREFIX = "ROUTER_"
+MIN_TOKEN = 16  # a guessable token is no token
 
 
 class SettingsError(ValueError):
@@ -79,6 +80,11 @@ class Settings:
         if self.log_format not in ("auto", "json", "plain"):
             raise SettingsError(
                 f"ROUTER_LOG_FORMAT must be auto, json or plain, got {self.log_format!r}"
+            )
+        if self.admin_token and len(self.admin_token) < MIN_TOKEN:
+            raise SettingsError(
+                f"ROUTER_ADMIN_TOKEN must be at least {MIN_TOKEN} characters (or unset, for "
+                "one generated)"
             )
         self._check_bounds()
         self._check_urls()

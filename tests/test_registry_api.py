@@ -186,3 +186,24 @@ def test_a_sync_failure_has_a_record_by_request_id(router: Router) -> None:
     record = router.invocation(request_id, ("failed",))
     assert record["error"]["type"] == "ValueError"
     assert "Traceback" in record["error"]["traceback"]
+
+
+def test_a_deleted_functions_gauges_go(router: Router) -> None:
+    name = unique("gone")
+    router.put_function(name, handler="testfns:record")
+
+    def gauges() -> list[str]:
+        prefixes = ("router_queue_depth", "router_dead_letter_queue_depth", "router_queue_con")
+        return [
+            line
+            for line in router.http.get("/metrics").text.splitlines()
+            if line.startswith(prefixes) and f'function="{name}"' in line
+        ]
+
+    deadline = time.monotonic() + 10
+    while not gauges():
+        assert time.monotonic() < deadline, "the new function's queue depth never appeared"
+        time.sleep(0.2)
+    router.http.delete(f"/api/v1/functions/{name}").raise_for_status()
+    time.sleep(1.5)  # ticks of the scaler and the monitor come and go
+    assert gauges() == []
