@@ -27,6 +27,7 @@ from tests.conftest import (
     ROOT,
     Router,
     cleanup,
+    running_router,
     start_router,
     stop,
     unique,
@@ -524,30 +525,19 @@ def test_another_python_runs_on_its_own_interpreter(tmp_path: Path) -> None:
     there, the worker speaks the standard library's json)."""
     installed = sorted(Path("/").glob("root/.pyenv/versions/3.12*/bin/python3.12"))
     assert installed, "this machine kind has python3.12 under pyenv; the test needs it"
-    namespace = unique("py312")
     path = f"{installed[0].parent}:{os.environ['PATH']}"
-    process, port, log = start_router(namespace, PATH=path)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        router = Router(namespace, port, process, log)
+    with running_router("py312", PATH=path) as router:
         source = "import sys\ndef handler(event, context):\n    return list(sys.version_info[:2])\n"
         code = bundle(folder(tmp_path, "python", **{"which.py": source}))
         deploy(router, "py312", code, runtime="python3.12", handler="which.handler")
         response = invoke(router, "py312")
         assert response.status_code == 200, response.text
         assert response.json() == [3, 12]
-    finally:
-        stop(process)
-        cleanup(namespace)
 
 
 def test_node_is_required_for_nodejs_runtimes() -> None:
-    namespace = unique("nonode")
     bare_path = "/usr/local/sbin:/usr/sbin:/sbin"  # no node on it
-    process, port, log = start_router(namespace, PATH=f"{Path(sys.executable).parent}:{bare_path}")
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        router = Router(namespace, port, process, log)
+    with running_router("nonode", PATH=f"{Path(sys.executable).parent}:{bare_path}") as router:
         code = bundle(RUNTIMES / "python")
         response = router.http.put(
             f"/api/v1/functions/{unique('js')}",
@@ -560,9 +550,6 @@ def test_node_is_required_for_nodejs_runtimes() -> None:
         assert response.status_code == 400
         assert response.json()["field"] == "runtime"
         assert "node" in response.json()["error"]
-    finally:
-        stop(process)
-        cleanup(namespace)
 
 
 def test_a_provided_bundle_needs_an_executable_bootstrap(router: Router, tmp_path: Path) -> None:
