@@ -51,6 +51,9 @@ KEEP_WARM_S = 2.0
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 KEEP_LOGS = bool(os.environ.get("BENCH_KEEP_LOGS"))  # keep the routers' output for reading
+# The admin API's bearer token, given to every router the bench starts (so none generates one
+# in the user's config directory) and sent on every request of the bench's client session.
+ADMIN_TOKEN = f"bench-{secrets.token_urlsafe(24)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +183,7 @@ class Router:
             "ROUTER_LOG_LEVEL": "WARNING",
             "ROUTER_REDIS_URL": REDIS_URL,
             "ROUTER_AMQP_URL": AMQP_URL,
+            "ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
             "PYTHONPATH": f"{BENCH_DIR}:{REPO_ROOT}",
             # Only the bench's functions: the default `handlers` package declares its own.
             "ROUTER_HANDLERS": HANDLERS,
@@ -1273,7 +1277,11 @@ async def main_async(names: Sequence[str], options: Options) -> list[Row]:
     rows: list[Row] = []
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=32)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    # Every request carries the token, the baselines' too, so they send the same bytes.
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=headers
+    ) as session:
         for name in names:
             started = time.perf_counter()
             print(f"running {name} ...", file=sys.stderr, flush=True)
