@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench.*` im
 from bench import bundles, payload
 from bench.bundles import Code
 from bench.loadgen import percentile
+from router.bundles import default_directory
 from router.settings import Settings
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -244,6 +245,9 @@ class Router:
         await self.stop()
         await retrying(self._clean_redis)
         await retrying(self._clean_rabbitmq)
+        # The namespace's local files too: its unpacked code bundles and the worker's path.
+        local = default_directory(self.namespace).parent
+        await asyncio.to_thread(shutil.rmtree, local, ignore_errors=True)
         if KEEP_LOGS:
             print(f"  router log kept: {self._log.name}", file=sys.stderr)
         else:
@@ -729,7 +733,10 @@ class Child:
 # ---------------------------------------------------------------------------------------------
 # 4. drain
 
-DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8}  # the function's concurrency.max
+# The uploaded-code drain: `handlers.incr` (bench/handlers.py) from a python3.11 bundle, with
+# redis-py vendored; in processes as `process` is, with the same window.
+BUNDLE = "python3.11 zip"
+DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8, BUNDLE: 8}  # concurrency.max
 PREFETCH_MULTIPLIER = Settings.prefetch_multiplier  # the router's default
 # The bare consumer's window: the router's inline prefetch.
 CEILING_PREFETCH = DRAIN_MAX["inline"] * PREFETCH_MULTIPLIER
@@ -951,22 +958,34 @@ def comparison(
     )
 
 
+def drain_function(mode: str) -> str:
+    return "drain-bundle" if mode == BUNDLE else f"drain-{mode}"
+
+
 async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     count = 5000 if options.quick else 20000
     modes = (("inline", "incr_async"), ("thread", "incr"), ("process", "incr"))
+    print("  building the python3.11 bundle", file=sys.stderr, flush=True)
+    code = await bundles.python_with_redis("incr")
 
     async def body(router: Router) -> list[Row]:
         exchange = f"{router.namespace}.bench"
         for mode, handler in modes:
-            await router.put_function(f"drain-{mode}", handler, mode, DRAIN_MAX[mode])
+            await router.put_function(drain_function(mode), handler, mode, DRAIN_MAX[mode])
+        # Uploaded code sees only Lambda's variables and its own `env`: the Redis URL goes there,
+        # under the name handlers.py reads on the router's path too.
+        redis_env = {"ROUTER_REDIS_URL": REDIS_URL}
+        await router.deploy(drain_function(BUNDLE), code, DRAIN_MAX[BUNDLE], redis_env)
+        for mode in (*(m for m, _ in modes), BUNDLE):
+            fn = drain_function(mode)
             await router.put_trigger(
-                f"drain-{mode}",
+                fn,
                 {
-                    "function": f"drain-{mode}",
+                    "function": fn,
                     "type": "amqp",
                     "exchange": exchange,
                     "exchange_type": "topic",
-                    "routing_key": f"bench.{mode}.#",
+                    "routing_key": f"bench.{fn}.#",
                 },
             )
         await router.stop()
@@ -997,11 +1016,12 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
                     f"{PEER_DESCRIPTION[peer.name]}; 2 producers took {produced_s:.1f} s",
                 )
             )
-        for mode, _ in modes:
+        for mode in (*(m for m, _ in modes), BUNDLE):  # the bundle right after `process`
             print(f"  router {mode}", file=sys.stderr, flush=True)
-            key = f"{router.namespace}:drain:{mode}"
-            published = await publish(exchange, f"bench.{mode}.x", key, count)
-            await wait_depth(f"{router.namespace}.fn.drain-{mode}", count, 5.0)
+            fn = drain_function(mode)
+            key = f"{router.namespace}:drain:{fn}"
+            published = await publish(exchange, f"bench.{fn}.x", key, count)
+            await wait_depth(f"{router.namespace}.fn.{fn}", count, 5.0)
             await router.start()
             elapsed, value = await watch_counter(key, count, 150.0)
             await router.stop()
@@ -1024,6 +1044,7 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
             comparison("inline", rates["inline"], "celery", rates["celery"], 2.0),
             comparison("inline", rates["inline"], "dramatiq", rates["dramatiq"], 1.2),
             comparison("process", rates["process"], "celery", rates["celery"], 1.5),
+            comparison(BUNDLE, rates[BUNDLE], "process", rates["process"], 0.9),
         ]
         if any(rates[p] is None for p in ("celery", "dramatiq")):
             rows.append(Row("drain", "-", "ERROR a peer did not run (see its row)"))
@@ -1427,7 +1448,7 @@ BUDGET_S = {
     "scale-up": 45.0,
     "cold-start": 120.0,
     "warm-overhead": 90.0,
-    "drain": 360.0,
+    "drain": 420.0,
     "webhook-sync": 120.0,
     "webhook-async": 90.0,
     "memory": 45.0,
