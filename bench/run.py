@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench.*` im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import bundles, payload
 from bench.bundles import Code
+from bench.cputime import CpuClock, children
 from bench.loadgen import percentile
 from router.bundles import default_directory
 from router.settings import Settings
@@ -793,9 +794,14 @@ async def wait_depth(queue: str, count: int, timeout_s: float = 20.0) -> None:
 
 
 async def watch_counter(
-    key: str, target: int, timeout_s: float, alive: Callable[[], None] | None = None
+    key: str,
+    target: int,
+    timeout_s: float,
+    alive: Callable[[], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> tuple[float, int]:
-    """Poll the counter every 10 ms; (seconds from first seen >= 1 to >= target, last value)."""
+    """Poll the counter every 10 ms; (seconds from first seen >= 1 to >= target, last value).
+    `started` is called when the counter is first seen >= 1."""
     client = redis.asyncio.Redis.from_url(REDIS_URL)
     try:
         first: float | None = None
@@ -806,6 +812,8 @@ async def watch_counter(
             now = time.perf_counter()
             if value >= 1 and first is None:
                 first = now
+                if started is not None:
+                    started()
             if value >= target and first is not None:
                 return now - first, value
             if alive is not None:
@@ -1023,7 +1031,9 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
             published = await publish(exchange, f"bench.{fn}.x", key, count)
             await wait_depth(f"{router.namespace}.fn.{fn}", count, 5.0)
             await router.start()
-            elapsed, value = await watch_counter(key, count, 150.0)
+            cpu = CpuClock(router.pid)
+            elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
+            cpu_us = cpu.seconds() / (count - 1) * 1e6
             await router.stop()
             rate = (count - 1) / elapsed
             rates[mode] = rate
@@ -1032,7 +1042,7 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
                     "drain",
                     mode,
                     f"{rate:.0f} ev/s (max {DRAIN_MAX[mode]}; {elapsed:.2f} s for {count};"
-                    f" published in {published:.1f} s)"
+                    f" published in {published:.1f} s; CPU {cpu_us:.0f} us/event)"
                     + (f" [counter {value}]" if value != count else ""),
                     f"{ceiling:.0f} ev/s",
                     f"{rate / ceiling:.2f}",
@@ -1265,14 +1275,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
 
 
 def environment_pids(router_pid: int) -> list[int]:
