@@ -2,8 +2,8 @@
 
     python bench/run.py [--scenario NAME] [--quick]
 
-Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory
-(see bench/README.md). Every scenario starts its own router (`python -m router serve`) in a
+Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory,
+runtimes (see bench/README.md). Every scenario starts its own router (`python -m router serve`) in a
 fresh namespace and removes the namespace's Redis keys, queues and exchanges afterwards; the
 drain also runs Celery and Dramatiq workers on their own queues, deleted afterwards. One table
 is printed at the end.
