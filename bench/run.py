@@ -741,6 +741,7 @@ DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8, BUNDLE: 8}  # concurrency
 PREFETCH_MULTIPLIER = Settings.prefetch_multiplier  # the router's default
 # The bare consumer's window: the router's inline prefetch.
 CEILING_PREFETCH = DRAIN_MAX["inline"] * PREFETCH_MULTIPLIER
+PUBLISH_TIMEOUT_S = 30.0  # for one publisher confirm
 CELERY_DELAYED = "celery_delayed"  # Celery's native delayed delivery topology (quorum queues)
 
 
@@ -765,6 +766,9 @@ async def publish(exchange_name: str, routing_key: str, key: str, count: int) ->
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         ),
                         routing_key=routing_key,
+                        # aio-pika waits for ever by default (a broker restarting, a blocked
+                        # connection): fail the scenario instead.
+                        timeout=PUBLISH_TIMEOUT_S,
                     )
                     for seq in range(first, min(count, first + batch))
                 )
