@@ -244,11 +244,12 @@ class Router:
 
     async def cleanup(self) -> None:
         await self.stop()
-        await retrying(self._clean_redis)
-        await retrying(self._clean_rabbitmq)
-        # The namespace's local files too: its unpacked code bundles and the worker's path.
+        # The namespace's local files first (they need no service): its unpacked code bundles
+        # and the worker's path.
         local = default_directory(self.namespace).parent
         await asyncio.to_thread(shutil.rmtree, local, ignore_errors=True)
+        await retrying(self._clean_redis)
+        await retrying(self._clean_rabbitmq)
         if KEEP_LOGS:
             print(f"  router log kept: {self._log.name}", file=sys.stderr)
         else:
