@@ -248,12 +248,14 @@ class Router:
         # and the worker's path.
         local = default_directory(self.namespace).parent
         await asyncio.to_thread(shutil.rmtree, local, ignore_errors=True)
-        await retrying(self._clean_redis)
-        await retrying(self._clean_rabbitmq)
-        if KEEP_LOGS:
-            print(f"  router log kept: {self._log.name}", file=sys.stderr)
-        else:
-            await asyncio.to_thread(os.unlink, self._log.name)
+        try:
+            await retrying(self._clean_redis)
+            await retrying(self._clean_rabbitmq)
+        finally:  # the router's log goes even when a service stayed away
+            if KEEP_LOGS:
+                print(f"  router log kept: {self._log.name}", file=sys.stderr)
+            else:
+                await asyncio.to_thread(os.unlink, self._log.name)
 
     async def _clean_redis(self) -> None:
         client = redis.asyncio.Redis.from_url(REDIS_URL)
