@@ -229,6 +229,8 @@ def test_python_bundles_take_lambdas_handler_forms(router: Router, handler: str)
         assert body["task_root"] == body["cwd"]
         assert body["handler"] == handler
         assert 0 < body["remaining_ms"] <= 3000
+        if os.geteuid() == 0:  # the router is root here: uploaded code gets a uid of its own
+            assert body["uid"] != 0
     else:
         assert response.json() == {"from": "pkg.mod.fn", "event": {"form": handler}}
 
@@ -652,3 +654,20 @@ def test_environments_die_with_a_killed_router() -> None:
         if process.poll() is None:
             stop(process)
         cleanup(namespace)
+
+
+def test_the_owner_of_a_loopback_connection_is_known() -> None:
+    """The Runtime API's peer check: the kernel says which uid owns a connection's other end."""
+    import socket
+
+    from router.runtimeapi import socket_owner
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                ours = client.getsockname()[1]
+                assert socket_owner(ours, server.getsockname()[1]) == os.getuid()
+                assert socket_owner(ours, server.getsockname()[1] + 1) is None  # no such socket
