@@ -14,20 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Router, cleanup, start_router, stop, unique, wait_ready
+from tests.conftest import Router, cleanup, running_router, start_router, stop, unique, wait_ready
 
 
 @pytest.fixture(scope="module")
 def quick() -> Iterator[Router]:
     """A router that stops idle environments after one second."""
-    namespace = unique("confine")
-    process, port, log = start_router(namespace, ROUTER_KEEP_WARM_S="1")
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        yield Router(namespace, port, process, log)
-    finally:
-        stop(process)
-        cleanup(namespace)
+    with running_router("confine", ROUTER_KEEP_WARM_S="1") as router:
+        yield router
 
 
 def invoke(router: Router, name: str, event: Any = None) -> httpx.Response:

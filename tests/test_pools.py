@@ -15,20 +15,14 @@ import httpx
 import pytest
 
 from router.scaler import plan
-from tests.conftest import Router, cleanup, start_router, stop, unique, wait_ready
+from tests.conftest import Router, running_router, unique
 
 
 @pytest.fixture(scope="module")
 def fast_router() -> Iterator[Router]:
     """A router that lets environments go after one idle second, so scaling down is visible."""
-    namespace = unique("pools")
-    process, port, log = start_router(namespace, ROUTER_KEEP_WARM_S="1")
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        yield Router(namespace, port, process, log)
-    finally:
-        stop(process)
-        cleanup(namespace)
+    with running_router("pools", ROUTER_KEEP_WARM_S="1") as router:
+        yield router
 
 
 def invoke(router: Router, function: str, event: Any = None) -> httpx.Response:

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN, Router, cleanup, start_router, unique
+from tests.conftest import ADMIN_TOKEN, Router, cleanup, start_router, unique, wait_ready
 
 
 def test_a_stalled_stderr_never_stalls_the_router() -> None:
@@ -17,14 +17,7 @@ def test_a_stalled_stderr_never_stalls_the_router() -> None:
     process, port, log = start_router(namespace, output=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_ready(url, process, log)
         router = Router(namespace, port, process, log)
         name = unique("loud")
         router.put_function(name, handler="testfns:record", isolation="thread")

@@ -37,14 +37,13 @@ class Launcher:
         self._cells = cells
         self._python_path = _python_path(bundles.directory.parent / "pythonpath")
         # A worker that drops to a uid of its own must still read the interpreter's library.
-        self._python_shared = readable_by_all(_python_files())
 
     async def start(
         self, function: str, spec: FunctionSpec, version: str = LATEST
     ) -> AnyEnvironment:
         """An environment of `version` of the function (`$LATEST` or a published number)."""
         task_root = await self._bundles.path(spec.code.sha256) if spec.code else None
-        own_uid = spec.family != "python" or self._python_shared
+        own_uid = spec.family != "python" or await self._bundle_python(spec) is not None
         cell = self._cells.create(
             untrusted=spec.code is not None and own_uid,
             storage_mb=spec.ephemeral_storage_mb,
@@ -60,6 +59,13 @@ class Launcher:
             self._cells.release(cell, None)
             raise
 
+    async def _bundle_python(self, spec: FunctionSpec) -> str | None:
+        """An interpreter any user may run, for uploaded Python under a uid of its own (None:
+        uploaded Python runs as the router's user). Found once (it may start a process)."""
+        if spec.code is None:
+            return None
+        return await asyncio.to_thread(runtimes.for_everyone, spec.runtime)
+
     async def _python(
         self, function: str, spec: FunctionSpec, version: str, task_root: Path | None, cell: Cell
     ) -> AnyEnvironment:
@@ -74,7 +80,9 @@ class Launcher:
             }
             cwd = None
         else:  # uploaded code: nothing of the router's path but `router` itself
-            argv = [runtimes.python_interpreter(spec.runtime), "-I", "-c", _WORKER]
+            shared = await self._bundle_python(spec)
+            interpreter = shared or runtimes.python_interpreter(spec.runtime)
+            argv = [interpreter, "-I", "-c", _WORKER]
             env = {**bundle_variables(function, spec, version, task_root), **cell.env, **spec.env}
             env["TRIGGER_ROUTER_PATH"] = str(self._python_path)
             cwd = "/"  # not the bundle: nothing of it may be imported before confinement
@@ -171,29 +179,6 @@ def bundle_variables(
         "LAMBDA_RUNTIME_DIR": str(runtimes.NODE_CLIENT.parent.parent),
         **lambda_variables(function, spec, version),
     }
-
-
-def _python_files() -> list[Path]:
-    import orjson
-
-    return [
-        Path(sys.executable).resolve(),
-        Path(os.__file__).resolve(),  # the standard library
-        Path(orjson.__file__).resolve(),
-        runtimes.PACKAGE_PARENT / "router" / "__init__.py",
-    ]
-
-
-def readable_by_all(paths: list[Path]) -> bool:
-    """Whether any user can read these files (every directory above them searchable)."""
-    import stat
-
-    for path in paths:
-        if not path.stat().st_mode & stat.S_IROTH:
-            return False
-        if any(not parent.stat().st_mode & stat.S_IXOTH for parent in path.parents):
-            return False
-    return True
 
 
 def _inherited() -> dict[str, str]:
