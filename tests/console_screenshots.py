@@ -8,6 +8,7 @@ letter), then signs in and photographs each page. The browser tests share its he
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -17,7 +18,6 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,8 +78,6 @@ def seed(url: str, namespace: str, token: str = ADMIN_TOKEN) -> None:
         base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     zipped = python_zip({"lambda_function.py": THUMBNAIL})
-    import base64
-
     functions: dict[str, dict[str, Any]] = {
         "echo": {"handler": "handlers.echo:handler", "description": "returns what it was given"},
         "orders": {

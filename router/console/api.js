@@ -122,7 +122,8 @@ export async function invoke(name, event, mode = 'sync') {
   if (response.status === 401) events.dispatchEvent(new Event('unauthorized'));
   const text = await response.text();
   let payload = text;
-  try { payload = JSON.parse(text); } catch { /* shown as text */ }
+  let json = false;
+  try { payload = JSON.parse(text); json = true; } catch { /* shown as text */ }
   return {
     status: response.status,
     ok: response.ok,
@@ -130,6 +131,7 @@ export async function invoke(name, event, mode = 'sync') {
     functionError: response.headers.get('X-Amz-Function-Error'),
     version: response.headers.get('X-Amz-Executed-Version'),
     payload,
+    json,
   };
 }
 

@@ -36,10 +36,16 @@ function show(view, focus = true) {
   }
 }
 
+// The first page of a load leaves the focus where the browser puts it (the top); later pages
+// move it to their heading, so that a screen reader says where a link led.
+let first = true;
+
 function route() {
+  const focus = !first;
+  first = false;
   if (!session.token()) {
     top.hidden = true;
-    show(signIn());
+    show(signIn(), focus);
     return;
   }
   top.hidden = false;
@@ -52,7 +58,7 @@ function route() {
   for (const [pattern, render] of routes) {
     const match = pattern.exec(path);
     if (match) {
-      show(render(match));
+      show(render(match), focus);
       return;
     }
   }

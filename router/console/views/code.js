@@ -25,10 +25,7 @@ export function render(name, spec, { caps, reload }) {
       announce(failure.message, 'bad');
     }
   });
-  const chooser = codeChooser();
-  chooser.el.querySelector('input[value="none"]').closest('label').remove();
-  chooser.el.querySelector('input[value="zip"]').checked = true;
-  chooser.el.querySelector('input[value="zip"]').dispatchEvent(new Event('change'));
+  const chooser = codeChooser(false);
   const upload = h('button', { type: 'submit', class: 'primary' }, 'Upload code');
   const form = h('form', { class: 'card', novalidate: true, method: 'post' },
     h('h3', {}, 'Replace the code'),

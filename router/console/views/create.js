@@ -20,13 +20,14 @@ export function base64(data) {
   return btoa(text);
 }
 
-export function codeChooser() {
+export function codeChooser(optional = true) {
   const zipInput = h('input', { type: 'file', accept: '.zip,application/zip', id: 'code-zip' });
   const folderInput = h('input', { type: 'file', id: 'code-folder', multiple: true });
   folderInput.webkitdirectory = true;
-  const radios = ['none', 'zip', 'folder'].map((value) => h('input', { type: 'radio', name: 'code-kind', value, id: `code-kind-${value}`, checked: value === 'none' }));
+  const kinds = optional ? ['none', 'zip', 'folder'] : ['zip', 'folder'];
+  const radios = kinds.map((value) => h('input', { type: 'radio', name: 'code-kind', value, id: `code-kind-${value}`, checked: value === kinds[0] }));
   const labels = { none: 'No code: a handler on the router\'s path', zip: 'A .zip file', folder: 'A folder (zipped in the browser)' };
-  const zipField = h('div', { class: 'field', hidden: true }, h('label', { for: 'code-zip' }, 'Zip file'), zipInput);
+  const zipField = h('div', { class: 'field', hidden: optional }, h('label', { for: 'code-zip' }, 'Zip file'), zipInput);
   const folderField = h('div', { class: 'field', hidden: true }, h('label', { for: 'code-folder' }, 'Folder'), folderInput,
     h('small', { class: 'hint' }, 'Every file under it; bootstrap and *.sh are made executable.'));
   const kind = () => radios.find((radio) => radio.checked).value;

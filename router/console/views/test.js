@@ -74,7 +74,7 @@ export function render(name) {
   const drawSaved = () => {
     const events = saved(name);
     savedSelect.replaceChildren(h('option', { value: '' }, Object.keys(events).length ? '(choose a saved event)' : '(none saved yet)'),
-      Object.keys(events).sort().map((k) => h('option', { value: k }, k)));
+      ...Object.keys(events).sort().map((k) => h('option', { value: k }, k)));
   };
   drawSaved();
   templateSelect.addEventListener('change', () => {
@@ -143,7 +143,7 @@ export function render(name) {
     const logs = h('pre', { class: 'log test-log', tabindex: '0', 'aria-label': 'Log lines' }, 'Waiting for the log lines…');
     result.replaceChildren(
       h('h3', { class: failed ? 'bad' : 'good', id: 'test-outcome' }, headline), facts,
-      h('h4', {}, failed ? 'Error' : 'Result'), h('pre', { class: 'code', tabindex: '0', id: 'test-result' }, typeof outcome.payload === 'string' ? outcome.payload : pretty(outcome.payload)),
+      h('h4', {}, failed ? 'Error' : 'Result'), h('pre', { class: 'code', tabindex: '0', id: 'test-result' }, outcome.json ? pretty(outcome.payload) : outcome.payload),
       h('h4', {}, 'Log lines'), logs);
     if (!outcome.requestId) return;
     clearTimeout(polling);
