@@ -119,7 +119,9 @@ def seed(url: str, namespace: str, token: str = ADMIN_TOKEN) -> None:
 
 
 def publish_orders(namespace: str, count: int, bad: int = 0) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    parameters = pika.URLParameters(AMQP_URL)
+    parameters.connection_attempts, parameters.retry_delay = 5, 1  # a busy shared broker
+    connection = pika.BlockingConnection(parameters)
     channel = connection.channel()
     channel.confirm_delivery()
     exchange = f"{namespace}-orders"
@@ -129,6 +131,21 @@ def publish_orders(namespace: str, count: int, bad: int = 0) -> None:
             order["lines"] = []
         channel.basic_publish(exchange, f"order.eu.{n}", json.dumps(order).encode())
     connection.close()
+
+
+def ran_async(url: str, function: str, event: Any, token: str = ADMIN_TOKEN) -> str:
+    """The id of an async invocation, once it has run."""
+    client = httpx.Client(
+        base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    answer = client.post(f"/functions/{function}/invoke", params={"mode": "async"}, json=event)
+    invocation: str = answer.json()["invocation_id"]
+    for _ in range(100):
+        record = client.get(f"/invocations/{invocation}")
+        if record.status_code == 200 and record.json()["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    return invocation
 
 
 @contextmanager
@@ -144,9 +161,10 @@ def own_router() -> Iterator[tuple[str, str]]:
         cleanup(namespace)
 
 
-def shoot(page: Page, name: str) -> None:
+def shoot(page: Page, name: str, full_page: bool = False) -> None:
+    expect(page.locator("#status")).to_be_empty(timeout=10_000)  # no passing notice in the way
     page.wait_for_timeout(300)  # let the last paint settle
-    page.screenshot(path=str(OUT / f"{name}.png"), full_page=False)
+    page.screenshot(path=str(OUT / f"{name}.png"), full_page=full_page)
     print(f"docs/console/{name}.png")
 
 
@@ -173,9 +191,11 @@ def screenshots(url: str, namespace: str, browser: Browser) -> None:
     page.locator("article[data-trigger='github-push']").wait_for()
     shoot(page, "triggers")
     page.goto(f"{url}/console/#/functions/thumbnails/test")
+    page.get_by_label("Save as").fill("cat picture")
+    page.get_by_role("button", name="Save event").click()
     page.get_by_role("button", name="Run test").click()
     page.locator(".test-log", has_text="REPORT").wait_for()
-    shoot(page, "test")
+    shoot(page, "test", full_page=True)
     page.goto(f"{url}/console/#/functions/orders/monitor")
     page.get_by_role("button", name="15 min").click()
     shoot(page, "monitor")
@@ -185,9 +205,9 @@ def screenshots(url: str, namespace: str, browser: Browser) -> None:
     page.goto(f"{url}/console/#/functions/orders/dead-letters")
     page.locator("article.letter").first.wait_for()
     shoot(page, "dead-letters")
-    letter = page.locator("article.letter").first.get_attribute("data-id")
-    page.goto(f"{url}/console/#/invocations/{letter}")
-    page.locator("article.invocation").wait_for()
+    invocation = ran_async(url, "orders", {"body": {"id": 42, "lines": [{"price": "9.90"}]}})
+    page.goto(f"{url}/console/#/invocations/{invocation}")
+    page.locator("article.invocation .log", has_text="REPORT").wait_for()
     shoot(page, "invocation")
     page.goto(f"{url}/console/#/usage")
     page.locator("figure.chart-box").wait_for()

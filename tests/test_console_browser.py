@@ -6,6 +6,8 @@ a phone."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import re
@@ -235,8 +237,39 @@ def test_code_uploaded_as_a_zip_and_as_a_folder_runs_and_downloads(
     assert sorted(names) == ["lambda_function.py", "lib/answer.py"]
 
 
+def test_editing_a_trigger_keeps_its_write_only_secrets(signed_in: Page, router: Router) -> None:
+    page, name, trigger = signed_in, unique("signed"), unique("gh")
+    router.put_function(name, handler="testfns:record", isolation="thread")
+    router.put_trigger(
+        trigger, function=name, type="webhook", verify={"scheme": "github", "secrets": ["s3cret"]}
+    )
+    page.goto(f"{router.url}/console/#/functions/{name}/triggers")
+    card = page.locator(f"article[data-trigger='{trigger}']")
+    expect(card).to_contain_text("X-Hub-Signature-256")
+    card.get_by_role("button", name=f"Edit {trigger}").click()
+    expect(page.get_by_label("Secrets")).to_have_value("<redacted>")  # never the secret itself
+    page.get_by_label("Mode").select_option("async")
+    page.get_by_role("button", name="Save trigger").click()
+    expect(card).to_contain_text("async")
+    body = b'{"zen": "keep it logically awesome"}'
+    signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    delivered = httpx.post(
+        f"{router.url}/hooks/{trigger}",
+        content=body,
+        headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert delivered.status_code == 202, delivered.text  # the old secret still verifies
+    card.get_by_role("button", name=f"Delete {trigger}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete trigger").click()
+    expect(card).to_have_count(0)
+    assert router.http.get(f"/api/v1/triggers/{trigger}").status_code == 404
+
+
 def publish(exchange: str, key: str, count: int) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    parameters = pika.URLParameters(AMQP_URL)
+    parameters.connection_attempts, parameters.retry_delay = 5, 1  # a busy shared broker
+    connection = pika.BlockingConnection(parameters)
     channel = connection.channel()
     channel.confirm_delivery()
     for n in range(count):

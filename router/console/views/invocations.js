@@ -45,10 +45,19 @@ async function show(id, out) {
     error ? [h('h3', {}, `Error: ${error.type}`), h('p', {}, error.message), error.traceback ? h('pre', { class: 'code' }, error.traceback) : null]
       : [h('h3', {}, 'Result'), h('pre', { class: 'code' }, pretty(record.result))],
     h('h3', {}, 'Log lines'), logs));
-  try {
-    const { entries } = await api.get(`functions/${segment(record.function)}/logs`, { request_id: record.id, limit: 20, since: '' });
-    logs.textContent = entries.length ? entries.map((e) => e.text).join('\n') : 'None kept (a run that printed nothing and succeeded is not stored).';
-  } catch (failure) {
-    logs.textContent = `Could not read the log lines: ${failure.message}`;
+  // Output is written behind, within a second or so: a run that just ended gets a few tries.
+  const recent = record.finished_at && Date.now() / 1000 - record.finished_at < 30;
+  for (let attempt = 0; attempt < (recent ? 6 : 1); attempt += 1) {
+    if (attempt) await new Promise((resolve) => { setTimeout(resolve, 1000); });
+    try {
+      const { entries } = await api.get(`functions/${segment(record.function)}/logs`, { request_id: record.id, limit: 20 });
+      if (entries.length) {
+        logs.textContent = entries.map((e) => e.text).join('\n');
+        return;
+      }
+      logs.textContent = 'None kept (a run that printed nothing and succeeded is not stored).';
+    } catch (failure) {
+      logs.textContent = `Could not read the log lines: ${failure.message}`;
+    }
   }
 }
