@@ -198,6 +198,27 @@ def test_a_saved_test_event_and_a_failing_run(signed_in: Page, router: Router) -
     expect(page.get_by_label("Log lines")).to_contain_text("ValueError: boom")
 
 
+def test_the_logs_tab_follows_new_output_and_narrows_it(signed_in: Page, router: Router) -> None:
+    page, name = signed_in, unique("tail")
+    router.put_function(name, handler="testfns:chatty", isolation="thread")
+    invoke = f"/api/v1/functions/{name}/invoke"
+    router.http.post(invoke, json={"n": 1}).raise_for_status()
+    page.goto(f"{router.url}/console/#/functions/{name}/logs")
+    log = page.get_by_role("log")
+    expect(log).to_contain_text("printed 1", timeout=10_000)
+    second = router.http.post(invoke, json={"n": 2}).headers["X-Request-Id"]
+    expect(log).to_contain_text("printed 2", timeout=10_000)  # followed live, no reload
+    page.get_by_label("Text contains").fill("printed 1")
+    page.get_by_role("button", name="Show").click()
+    expect(log.locator(".log-entry")).to_have_count(1)
+    expect(log).not_to_contain_text("printed 2")
+    page.get_by_label("Text contains").fill("")
+    page.get_by_label("Request id").fill(second)
+    page.get_by_role("button", name="Show").click()
+    expect(log.locator(".log-entry")).to_have_count(1)
+    expect(log).to_contain_text("printed 2")
+
+
 def test_code_uploaded_as_a_zip_and_as_a_folder_runs_and_downloads(
     signed_in: Page, router: Router, tmp_path: Path
 ) -> None:
