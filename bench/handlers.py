@@ -3,6 +3,10 @@
 The router runs with the repository root as its working directory, so `bench` resolves as a
 namespace package there (a plain `handlers:<name>` would find the repository's own `handlers`
 package first).
+
+The same file is also uploaded, as `handlers.py` in the bench's `python3.11` bundles
+(bench/bundles.py): uploaded code then runs exactly these functions. There it sees only the
+function's `env`, which carries `ROUTER_REDIS_URL`.
 """
 
 from __future__ import annotations

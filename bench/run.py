@@ -2,8 +2,8 @@
 
     python bench/run.py [--scenario NAME] [--quick]
 
-Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory
-(see bench/README.md). Every scenario starts its own router (`python -m router serve`) in a
+Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory,
+runtimes (see bench/README.md). Every scenario starts its own router (`python -m router serve`) in a
 fresh namespace and removes the namespace's Redis keys, queues and exchanges afterwards; the
 drain also runs Celery and Dramatiq workers on their own queues, deleted afterwards. One table
 is printed at the end.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -27,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aio_pika
 import aio_pika.exceptions
@@ -38,8 +39,11 @@ from aiohttp import web
 
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench.*` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import payload
+from bench import bundles, payload
+from bench.bundles import Code
+from bench.cputime import CpuClock, children
 from bench.loadgen import percentile
+from router.bundles import default_directory
 from router.settings import Settings
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -51,6 +55,9 @@ KEEP_WARM_S = 2.0
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 KEEP_LOGS = bool(os.environ.get("BENCH_KEEP_LOGS"))  # keep the routers' output for reading
+# The admin API's bearer token, given to every router the bench starts (so none generates one
+# in the user's config directory) and sent on every request of the bench's client session.
+ADMIN_TOKEN = f"bench-{secrets.token_urlsafe(24)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +187,7 @@ class Router:
             "ROUTER_LOG_LEVEL": "WARNING",
             "ROUTER_REDIS_URL": REDIS_URL,
             "ROUTER_AMQP_URL": AMQP_URL,
+            "ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
             "PYTHONPATH": f"{BENCH_DIR}:{REPO_ROOT}",
             # Only the bench's functions: the default `handlers` package declares its own.
             "ROUTER_HANDLERS": HANDLERS,
@@ -236,12 +244,18 @@ class Router:
 
     async def cleanup(self) -> None:
         await self.stop()
-        await retrying(self._clean_redis)
-        await retrying(self._clean_rabbitmq)
-        if KEEP_LOGS:
-            print(f"  router log kept: {self._log.name}", file=sys.stderr)
-        else:
-            await asyncio.to_thread(os.unlink, self._log.name)
+        # The namespace's local files first (they need no service): its unpacked code bundles
+        # and the worker's path.
+        local = default_directory(self.namespace).parent
+        await asyncio.to_thread(shutil.rmtree, local, ignore_errors=True)
+        try:
+            await retrying(self._clean_redis)
+            await retrying(self._clean_rabbitmq)
+        finally:  # the router's log goes even when a service stayed away
+            if KEEP_LOGS:
+                print(f"  router log kept: {self._log.name}", file=sys.stderr)
+            else:
+                await asyncio.to_thread(os.unlink, self._log.name)
 
     async def _clean_redis(self) -> None:
         client = redis.asyncio.Redis.from_url(REDIS_URL)
@@ -287,10 +301,31 @@ class Router:
     async def put_function(
         self, name: str, handler: str, isolation: str, maximum: int, minimum: int = 0
     ) -> None:
+        spec = {"handler": f"{HANDLERS}:{handler}", "isolation": isolation}
+        await self._put_function(name, spec, maximum, minimum)
+
+    async def deploy(
+        self,
+        name: str,
+        code: Code,
+        maximum: int,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """A function with uploaded code (the same limits as put_function's)."""
+        spec = {
+            "runtime": code.runtime,
+            "handler": code.handler,
+            "code": {"zip": base64.b64encode(code.zip).decode()},
+            "env": env or {},
+        }
+        await self._put_function(name, spec, maximum, 0)
+
+    async def _put_function(
+        self, name: str, spec: dict[str, Any], maximum: int, minimum: int
+    ) -> None:
         self.functions.add(name)
         spec = {
-            "handler": f"{HANDLERS}:{handler}",
-            "isolation": isolation,
+            **spec,
             "timeout_s": 10,
             "memory_mb": 128,
             "concurrency": {"min": minimum, "max": maximum},
@@ -390,56 +425,83 @@ async def scale_up(session: aiohttp.ClientSession, options: Options) -> list[Row
 # 2. cold-start
 
 
+@dataclass
+class ColdStarts:
+    """One function's cold starts: each a sync invoke with no environment, then a warm one."""
+
+    function: str
+    cold_ms: list[float] = field(default_factory=list)
+    warm_ms: list[float] = field(default_factory=list)
+    net_ms: list[float] = field(default_factory=list)  # cold minus the warm right after
+    missed: int = 0  # runs that did not start exactly one environment
+
+    async def measure(self, router: Router) -> None:
+        """One run; the function's pool must have no environment (see `scaled_to_zero`)."""
+        fn = self.function
+        starts = (await router.metrics()).value("router_cold_starts_total", function=fn)
+        t0 = time.perf_counter()
+        await router.invoke(fn, {"n": 1})
+        t1 = time.perf_counter()
+        await router.invoke(fn, {"n": 2})
+        t2 = time.perf_counter()
+        after = (await router.metrics()).value("router_cold_starts_total", function=fn)
+        if after - starts != 1:
+            self.missed += 1
+        self.cold_ms.append((t1 - t0) * 1000)
+        self.warm_ms.append((t2 - t1) * 1000)
+        self.net_ms.append((t1 - t0 - (t2 - t1)) * 1000)
+
+    @property
+    def runs(self) -> int:
+        return len(self.net_ms)
+
+    def note(self) -> str:
+        return f" [{self.missed} runs without exactly 1 cold start]" if self.missed else ""
+
+
+async def scaled_to_zero(router: Router, functions: Sequence[str]) -> None:
+    """Wait until none of `functions` has an idle or busy environment."""
+
+    def none_left(m: Metrics) -> bool:
+        return all(
+            m.value("router_workers", function=fn, state=state) == 0
+            for fn in functions
+            for state in ("idle", "busy")
+        )
+
+    if await wait_for_metric(router, none_left, 15.0, 0.05) is None:
+        raise RuntimeError("the pool did not scale back to zero within 15 s")
+
+
+def init_avg_ms(before: Metrics, after: Metrics, fn: str) -> tuple[float, float]:
+    """(mean router_init_duration in ms, inits counted) between two scrapes."""
+    name = "router_init_duration_seconds"
+    inits = after.value(f"{name}_count", function=fn) - before.value(f"{name}_count", function=fn)
+    total = after.value(f"{name}_sum", function=fn) - before.value(f"{name}_sum", function=fn)
+    return (total / inits * 1000 if inits else float("nan")), inits
+
+
 async def cold_start(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     runs = 5 if options.quick else 15
 
     async def body(router: Router) -> list[Row]:
         fn = "cold"
         await router.put_function(fn, "noop", "process", 2)
-        cold_ms: list[float] = []
-        warm_ms: list[float] = []
-        net_ms: list[float] = []
-        missed = 0
+        samples = ColdStarts(fn)
         before = await router.metrics()
         for _ in range(runs):
-
-            def scaled_to_zero(m: Metrics) -> bool:
-                idle = m.value("router_workers", function=fn, state="idle")
-                busy = m.value("router_workers", function=fn, state="busy")
-                return idle == 0 and busy == 0
-
-            if await wait_for_metric(router, scaled_to_zero, 15.0, 0.05) is None:
-                raise RuntimeError("the pool did not scale back to zero within 15 s")
-            starts = (await router.metrics()).value("router_cold_starts_total", function=fn)
-            t0 = time.perf_counter()
-            await router.invoke(fn, {"n": 1})
-            t1 = time.perf_counter()
-            await router.invoke(fn, {"n": 2})
-            t2 = time.perf_counter()
-            after = (await router.metrics()).value("router_cold_starts_total", function=fn)
-            if after - starts != 1:
-                missed += 1
-            cold_ms.append((t1 - t0) * 1000)
-            warm_ms.append((t2 - t1) * 1000)
-            net_ms.append((t1 - t0 - (t2 - t1)) * 1000)
-        final = await router.metrics()
-        name = "router_init_duration_seconds"
-        inits = final.value(f"{name}_count", function=fn) - before.value(
-            f"{name}_count", function=fn
-        )
-        init_sum = final.value(f"{name}_sum", function=fn) - before.value(
-            f"{name}_sum", function=fn
-        )
-        init_avg = init_sum / inits * 1000 if inits else float("nan")
+            await scaled_to_zero(router, [fn])
+            await samples.measure(router)
+        init_avg, inits = init_avg_ms(before, await router.metrics(), fn)
+        cold_ms, warm_ms, net_ms = samples.cold_ms, samples.warm_ms, samples.net_ms
         warm50 = percentile(warm_ms, 50)
         p50, p95 = percentile(net_ms, 50), percentile(net_ms, 95)
-        note = f" [{missed} runs without exactly 1 cold start]" if missed else ""
         return [
             Row(
                 "cold-start",
                 "process",
                 f"p50 {p50:.0f} ms cold-warm (raw {percentile(cold_ms, 50):.0f} ms), n={runs}"
-                + note,
+                + samples.note(),
                 f"warm p50 {warm50:.1f} ms",
                 f"{percentile(cold_ms, 50) / warm50:.0f}x",
                 "p50 < 250 ms",
@@ -498,6 +560,60 @@ async def bare_server() -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+@dataclass
+class WarmBaseline:
+    p50: float
+    p99: float
+    count: int
+
+    @classmethod
+    async def measure(cls, session: aiohttp.ClientSession, count: int, warmup: int) -> Self:
+        runner, base = await bare_server()
+        try:
+            samples = await timed_loop(session, f"{base}/api/v1/functions/x/invoke", count, warmup)
+        finally:
+            await runner.cleanup()
+        return cls(percentile(samples, 50), percentile(samples, 99), count)
+
+    def row(self, scenario: str) -> Row:
+        return Row(
+            scenario,
+            "baseline",
+            f"p50 {self.p50:.2f} ms  p99 {self.p99:.2f} ms (bare aiohttp, n={self.count})",
+        )
+
+
+async def warm_row(
+    router: Router,
+    path: str,
+    fn: str,
+    baseline: WarmBaseline,
+    warmup: int,
+    row: tuple[str, str],
+    goal_ms: float | None,
+) -> Row:
+    """Sequential sync requests to `path` (running `fn`): latency and overhead over the
+    baseline's p50, with the router's own mean run time for reference."""
+    before = await router.metrics()
+    samples = await timed_loop(router.session, f"{router.base}{path}", baseline.count, warmup)
+    after = await router.metrics()
+    name = "router_invocation_duration_seconds"
+    runs = after.value(f"{name}_count", function=fn) - before.value(f"{name}_count", function=fn)
+    handler_s = after.value(f"{name}_sum", function=fn) - before.value(f"{name}_sum", function=fn)
+    handler_ms = handler_s / runs * 1000 if runs else float("nan")
+    p50, p99 = percentile(samples, 50), percentile(samples, 99)
+    overhead = p50 - baseline.p50
+    return Row(
+        *row,
+        f"p50 {p50:.2f} ms  p99 {p99:.2f} ms; overhead p50 {overhead:+.2f} ms"
+        f" p99 {p99 - baseline.p99:+.2f} ms (router-measured run avg {handler_ms:.2f} ms)",
+        f"p50 {baseline.p50:.2f} ms",
+        f"{p50 / baseline.p50:.1f}x",
+        f"overhead < {goal_ms:g} ms" if goal_ms is not None else "-",
+        verdict(overhead < goal_ms) if goal_ms is not None else "-",
+    )
+
+
 async def warm_overhead(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     count, warmup = (100, 20) if options.quick else (500, 50)
     modes = (("inline", "noop_async"), ("thread", "noop"), ("process", "noop"))
@@ -513,50 +629,15 @@ async def warm_overhead(session: aiohttp.ClientSession, options: Options) -> lis
             "verify": {"scheme": "none"},
         }
         await router.put_trigger("warm-hook", hook)
-        runner, base = await bare_server()
-        try:
-            baseline = await timed_loop(session, f"{base}/api/v1/functions/x/invoke", count, warmup)
-        finally:
-            await runner.cleanup()
-        b50, b99 = percentile(baseline, 50), percentile(baseline, 99)
-        rows = [
-            Row(
-                "warm-overhead",
-                "baseline",
-                f"p50 {b50:.2f} ms  p99 {b99:.2f} ms (bare aiohttp, n={count})",
-            )
-        ]
+        baseline = await WarmBaseline.measure(session, count, warmup)
+        rows = [baseline.row("warm-overhead")]
         targets = [
             (mode, f"warm-{mode}", f"/api/v1/functions/warm-{mode}/invoke") for mode, _ in modes
         ]
         targets.append(("webhook", "warm-inline", "/hooks/warm-hook"))  # inline, via a trigger
         for mode, fn, path in targets:
-            before = await router.metrics()
-            samples = await timed_loop(session, f"{router.base}{path}", count, warmup)
-            after = await router.metrics()
-            name = "router_invocation_duration_seconds"
-            runs = after.value(f"{name}_count", function=fn) - before.value(
-                f"{name}_count", function=fn
-            )
-            handler_s = after.value(f"{name}_sum", function=fn) - before.value(
-                f"{name}_sum", function=fn
-            )
-            handler_ms = handler_s / runs * 1000 if runs else float("nan")
-            p50, p99 = percentile(samples, 50), percentile(samples, 99)
-            overhead = p50 - b50
-            goal = goals.get(mode)
-            rows.append(
-                Row(
-                    "warm-overhead",
-                    mode,
-                    f"p50 {p50:.2f} ms  p99 {p99:.2f} ms; overhead p50 {overhead:+.2f} ms"
-                    f" p99 {p99 - b99:+.2f} ms (router-measured run avg {handler_ms:.2f} ms)",
-                    f"p50 {b50:.2f} ms",
-                    f"{p50 / b50:.1f}x",
-                    f"overhead < {goal:g} ms" if goal is not None else "-",
-                    verdict(overhead < goal) if goal is not None else "-",
-                )
-            )
+            row = ("warm-overhead", mode)
+            rows.append(await warm_row(router, path, fn, baseline, warmup, row, goals.get(mode)))
         return rows
 
     return await with_router(session, body)
@@ -656,10 +737,14 @@ class Child:
 # ---------------------------------------------------------------------------------------------
 # 4. drain
 
-DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8}  # the function's concurrency.max
+# The uploaded-code drain: `handlers.incr` (bench/handlers.py) from a python3.11 bundle, with
+# redis-py vendored; in processes as `process` is, with the same window.
+BUNDLE = "python3.11 zip"
+DRAIN_MAX = {"inline": 32, "thread": 32, "process": 8, BUNDLE: 8}  # concurrency.max
 PREFETCH_MULTIPLIER = Settings.prefetch_multiplier  # the router's default
 # The bare consumer's window: the router's inline prefetch.
 CEILING_PREFETCH = DRAIN_MAX["inline"] * PREFETCH_MULTIPLIER
+PUBLISH_TIMEOUT_S = 30.0  # for one publisher confirm
 CELERY_DELAYED = "celery_delayed"  # Celery's native delayed delivery topology (quorum queues)
 
 
@@ -684,6 +769,9 @@ async def publish(exchange_name: str, routing_key: str, key: str, count: int) ->
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         ),
                         routing_key=routing_key,
+                        # aio-pika waits for ever by default (a broker restarting, a blocked
+                        # connection): fail the scenario instead.
+                        timeout=PUBLISH_TIMEOUT_S,
                     )
                     for seq in range(first, min(count, first + batch))
                 )
@@ -713,9 +801,14 @@ async def wait_depth(queue: str, count: int, timeout_s: float = 20.0) -> None:
 
 
 async def watch_counter(
-    key: str, target: int, timeout_s: float, alive: Callable[[], None] | None = None
+    key: str,
+    target: int,
+    timeout_s: float,
+    alive: Callable[[], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> tuple[float, int]:
-    """Poll the counter every 10 ms; (seconds from first seen >= 1 to >= target, last value)."""
+    """Poll the counter every 10 ms; (seconds from first seen >= 1 to >= target, last value).
+    `started` is called when the counter is first seen >= 1."""
     client = redis.asyncio.Redis.from_url(REDIS_URL)
     try:
         first: float | None = None
@@ -726,6 +819,8 @@ async def watch_counter(
             now = time.perf_counter()
             if value >= 1 and first is None:
                 first = now
+                if started is not None:
+                    started()
             if value >= target and first is not None:
                 return now - first, value
             if alive is not None:
@@ -878,22 +973,34 @@ def comparison(
     )
 
 
+def drain_function(mode: str) -> str:
+    return "drain-bundle" if mode == BUNDLE else f"drain-{mode}"
+
+
 async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     count = 5000 if options.quick else 20000
     modes = (("inline", "incr_async"), ("thread", "incr"), ("process", "incr"))
+    print("  building the python3.11 bundle", file=sys.stderr, flush=True)
+    code = await bundles.python_with_redis("incr")
 
     async def body(router: Router) -> list[Row]:
         exchange = f"{router.namespace}.bench"
         for mode, handler in modes:
-            await router.put_function(f"drain-{mode}", handler, mode, DRAIN_MAX[mode])
+            await router.put_function(drain_function(mode), handler, mode, DRAIN_MAX[mode])
+        # Uploaded code sees only Lambda's variables and its own `env`: the Redis URL goes there,
+        # under the name handlers.py reads on the router's path too.
+        redis_env = {"ROUTER_REDIS_URL": REDIS_URL}
+        await router.deploy(drain_function(BUNDLE), code, DRAIN_MAX[BUNDLE], redis_env)
+        for mode in (*(m for m, _ in modes), BUNDLE):
+            fn = drain_function(mode)
             await router.put_trigger(
-                f"drain-{mode}",
+                fn,
                 {
-                    "function": f"drain-{mode}",
+                    "function": fn,
                     "type": "amqp",
                     "exchange": exchange,
                     "exchange_type": "topic",
-                    "routing_key": f"bench.{mode}.#",
+                    "routing_key": f"bench.{fn}.#",
                 },
             )
         await router.stop()
@@ -924,13 +1031,16 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
                     f"{PEER_DESCRIPTION[peer.name]}; 2 producers took {produced_s:.1f} s",
                 )
             )
-        for mode, _ in modes:
+        for mode in (*(m for m, _ in modes), BUNDLE):  # the bundle right after `process`
             print(f"  router {mode}", file=sys.stderr, flush=True)
-            key = f"{router.namespace}:drain:{mode}"
-            published = await publish(exchange, f"bench.{mode}.x", key, count)
-            await wait_depth(f"{router.namespace}.fn.drain-{mode}", count, 5.0)
+            fn = drain_function(mode)
+            key = f"{router.namespace}:drain:{fn}"
+            published = await publish(exchange, f"bench.{fn}.x", key, count)
+            await wait_depth(f"{router.namespace}.fn.{fn}", count, 5.0)
             await router.start()
-            elapsed, value = await watch_counter(key, count, 150.0)
+            cpu = CpuClock(router.pid)
+            elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
+            cpu_us = cpu.seconds() / (count - 1) * 1e6
             await router.stop()
             rate = (count - 1) / elapsed
             rates[mode] = rate
@@ -939,7 +1049,7 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
                     "drain",
                     mode,
                     f"{rate:.0f} ev/s (max {DRAIN_MAX[mode]}; {elapsed:.2f} s for {count};"
-                    f" published in {published:.1f} s)"
+                    f" published in {published:.1f} s; CPU {cpu_us:.0f} us/event)"
                     + (f" [counter {value}]" if value != count else ""),
                     f"{ceiling:.0f} ev/s",
                     f"{rate / ceiling:.2f}",
@@ -951,6 +1061,7 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
             comparison("inline", rates["inline"], "celery", rates["celery"], 2.0),
             comparison("inline", rates["inline"], "dramatiq", rates["dramatiq"], 1.2),
             comparison("process", rates["process"], "celery", rates["celery"], 1.5),
+            comparison(BUNDLE, rates[BUNDLE], "process", rates["process"], 0.9),
         ]
         if any(rates[p] is None for p in ("celery", "dramatiq")):
             rows.append(Row("drain", "-", "ERROR a peer did not run (see its row)"))
@@ -1173,14 +1284,6 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def environment_pids(router_pid: int) -> list[int]:
     pids = []
     for pid in children(router_pid):
@@ -1247,6 +1350,97 @@ async def memory(session: aiohttp.ClientSession, options: Options) -> list[Row]:
 
 
 # ---------------------------------------------------------------------------------------------
+# 8. runtimes: cold start and warm overhead of uploaded code, per runtime
+
+
+@dataclass(frozen=True)
+class Runtime:
+    mode: str  # the table's name for it
+    function: str
+    cold_goal_ms: float | None
+    warm_goal_ms: float | None
+
+
+RUNTIMES = (
+    Runtime("python3.11 zip", "rt-python", 250, None),
+    Runtime("nodejs20.x", "rt-node", 250, 2),
+    Runtime("provided bash", "rt-bash", None, None),
+    Runtime("provided go", "rt-go", None, 2),
+    Runtime("process (ref)", "rt-process", None, None),  # today's path, `bench.handlers:noop`
+)
+RUNTIME_MAX = 2  # concurrency.max, as the cold-start scenario's
+
+
+async def runtime_code() -> dict[str, Code]:
+    """Every uploaded function's code, by function name (the Go program is built here)."""
+    return {
+        "rt-python": bundles.python("noop"),
+        "rt-node": bundles.node(),
+        "rt-bash": bundles.bash(),
+        "rt-go": await bundles.go(),
+    }
+
+
+async def runtimes(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    rounds = 5 if options.quick else 15
+    count, warmup = (100, 20) if options.quick else (500, 50)
+    print("  building the bundles", file=sys.stderr, flush=True)
+    code = await runtime_code()
+
+    async def body(router: Router) -> list[Row]:
+        for runtime in RUNTIMES:
+            fn = runtime.function
+            if fn in code:
+                await router.deploy(fn, code[fn], RUNTIME_MAX)
+            else:
+                await router.put_function(fn, "noop", "process", RUNTIME_MAX)
+            await router.invoke(fn, {"n": 0})  # unmeasured: unpacks the bundle, proves it runs
+        colds = await runtime_cold_starts(router, rounds)
+        baseline = await WarmBaseline.measure(session, count, warmup)
+        rows = [baseline.row("runtimes")]
+        for runtime in RUNTIMES:
+            fn, goal = runtime.function, runtime.warm_goal_ms
+            path = f"/api/v1/functions/{fn}/invoke"
+            row = ("runtimes", f"{runtime.mode} warm")
+            rows += [colds[fn], await warm_row(router, path, fn, baseline, warmup, row, goal)]
+        return rows
+
+    return await with_router(session, body)
+
+
+async def runtime_cold_starts(router: Router, rounds: int) -> dict[str, Row]:
+    """Rounds of one cold start per runtime, each round started with every pool at zero; the
+    order rotates so that no runtime always goes first (or last)."""
+    functions = [r.function for r in RUNTIMES]
+    samples = {fn: ColdStarts(fn) for fn in functions}
+    before = await router.metrics()
+    for turn in range(rounds):
+        await scaled_to_zero(router, functions)
+        shift = turn % len(functions)
+        for fn in functions[shift:] + functions[:shift]:
+            await samples[fn].measure(router)
+    after = await router.metrics()
+    rows = {}
+    for runtime in RUNTIMES:
+        cold = samples[runtime.function]
+        init_avg, _ = init_avg_ms(before, after, runtime.function)
+        p50, p95 = percentile(cold.net_ms, 50), percentile(cold.net_ms, 95)
+        goal = runtime.cold_goal_ms
+        rows[runtime.function] = Row(
+            "runtimes",
+            f"{runtime.mode} cold",
+            f"p50 {p50:.0f} ms p95 {p95:.0f} ms cold-warm (raw p50"
+            f" {percentile(cold.cold_ms, 50):.0f} ms); init avg {init_avg:.0f} ms;"
+            f" n={cold.runs}{cold.note()}",
+            f"warm p50 {percentile(cold.warm_ms, 50):.1f} ms",
+            f"{percentile(cold.cold_ms, 50) / percentile(cold.warm_ms, 50):.0f}x",
+            f"p50 < {goal:g} ms" if goal is not None else "-",
+            verdict(p50 < goal) if goal is not None else "-",
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -1257,15 +1451,17 @@ SCENARIOS: dict[str, Scenario] = {
     "webhook-sync": webhook_sync,
     "webhook-async": webhook_async,
     "memory": memory,
+    "runtimes": runtimes,
 }
 BUDGET_S = {
     "scale-up": 45.0,
     "cold-start": 120.0,
     "warm-overhead": 90.0,
-    "drain": 360.0,
+    "drain": 420.0,
     "webhook-sync": 120.0,
     "webhook-async": 90.0,
     "memory": 45.0,
+    "runtimes": 360.0,  # the Go build included (8 s here; more where Go builds its std first)
 }
 
 
@@ -1273,7 +1469,11 @@ async def main_async(names: Sequence[str], options: Options) -> list[Row]:
     rows: list[Row] = []
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=32)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    # Every request carries the token, the baselines' too, so they send the same bytes.
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=headers
+    ) as session:
         for name in names:
             started = time.perf_counter()
             print(f"running {name} ...", file=sys.stderr, flush=True)

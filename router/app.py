@@ -18,7 +18,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from router import api, console, declare, loader, openapi, tokens, webhooks
+from router import (
+    api,
+    console,
+    declare,
+    lambdaapi,
+    loader,
+    openapi,
+    tokens,
+    versioning,
+    webhooks,
+)
 from router.admin import Admin
 from router.broker import Broker
 from router.bundles import Bundles, default_directory
@@ -38,7 +48,7 @@ from router.metrics import CONTENT_TYPE, Metrics
 from router.monitor import Monitor
 from router.names import Names
 from router.ratelimit import RateLimiter
-from router.registry import Registry, RegistryStore
+from router.registry import Registry, RegistryStore, Snapshot
 from router.replays import Replays
 from router.responses import json_response
 from router.scaler import Scaler
@@ -71,8 +81,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SERVICES] = build_services(settings)
     own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
     own += console.routes()  # the web console's files: they hold no data, so no token
-    admin = [web.get(f"{api.PREFIX}/openapi.json", openapi.document), *api.routes()]
+    admin = [
+        web.get(f"{api.PREFIX}/openapi.json", openapi.document),
+        *api.routes(),
+        *versioning.routes(),
+    ]
     app.add_routes([*guarded(own), *guarded(admin, admin=True), *webhooks.routes()])
+    lambdaapi.setup(app, settings)  # the Lambda API (2015-03-31), SigV4-authenticated
     app.on_response_prepare.append(json_refusals)
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(stop_taking_events)
@@ -103,6 +118,7 @@ def build_services(settings: Settings) -> Services:
         Path(settings.code_dir) if settings.code_dir else default_directory(names.namespace),
     )
     cells = Cells(settings.namespace)
+    invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     invoker = Invoker(
         LocalExecutor(settings.thread_workers),
         Launcher(bundles, cells),
@@ -110,14 +126,15 @@ def build_services(settings: Settings) -> Services:
         idempotency,
         usage,
         logs,
+        invocations,
     )
-    invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
     dispatcher = Dispatcher(
         registry, invoker, invocations, broker, metrics, settings.max_event_bytes
     )
     consumers = Consumers(broker, dispatcher, names, settings.prefetch_multiplier)
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)
+    registry.on_change(_forgetting(metrics))
     registry.on_change(bundles.reconcile)
     scaler = Scaler(
         registry,
@@ -300,6 +317,19 @@ async def register(svc: Services, declared: list[declare.Declared]) -> None:
         await svc.admin.put_function(item.name, item.spec)
         for name, trigger in item.triggers.items():
             await svc.admin.put_trigger(name, trigger)
+
+
+def _forgetting(metrics: Metrics) -> Callable[[Snapshot], Awaitable[None]]:
+    """A registry listener that drops the gauges of functions that are gone."""
+    known: set[str] = set()
+
+    async def forget(snapshot: Snapshot) -> None:
+        for function in known - set(snapshot.functions):
+            metrics.forget(function)
+        known.clear()
+        known.update(snapshot.functions)
+
+    return forget
 
 
 async def healthz(request: web.Request) -> web.Response:

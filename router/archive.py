@@ -8,9 +8,11 @@ bundle. Unpacking writes into a fresh directory that nothing runs until it is co
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,7 +190,16 @@ def _inflate(
         raise ArchiveError(f"entry {name!r} cannot be read: {exc}", entry=name) from None
     if content is not None:
         _symlink(entry, bytes(content), target, links)
+    elif target is not None:
+        _keep_time(target, entry.info.date_time)
     return size
+
+
+def _keep_time(target: Path, date_time: tuple[int, int, int, int, int, int]) -> None:
+    """The entry's time from the zip, as unzip keeps it (tools that compare times need it)."""
+    with contextlib.suppress(OverflowError, ValueError, OSError):
+        stamp = time.mktime((*date_time, 0, 0, -1))
+        os.utime(target, (stamp, stamp), follow_symlinks=False)
 
 
 def _within_limits(entry: _Entry, size: int, total: int) -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import compileall
+import contextlib
 import hashlib
 import logging
 import os
+import py_compile
 import shutil
 import stat
 from dataclasses import dataclass
@@ -86,7 +89,7 @@ class Bundles:
                     "user; choose a directory only this user (or root) can write"
                 )
         for leftover in self.directory.glob(".partial-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            _removed(leftover)
 
     async def zip(self, sha256: str) -> bytes | None:
         raw = await self._redis.get(self._names.code(digest(sha256)))
@@ -124,8 +127,11 @@ class Bundles:
         return target
 
     async def reconcile(self, snapshot: Snapshot) -> None:
-        """Remove unpacked bundles no function uses any more (a registry change listener)."""
-        keep = {s.code.sha256 for s in snapshot.functions.values() if s.code is not None}
+        """Remove unpacked bundles no function or published version uses any more (a
+        registry change listener)."""
+        from router.registry import code_of
+
+        keep = code_of(snapshot)
         await asyncio.to_thread(self.prune, keep | set(self._users))
 
     def prune(self, keep: set[str]) -> None:
@@ -133,8 +139,48 @@ class Bundles:
         wanted = {digest(sha) for sha in keep}
         for entry in self.directory.iterdir():
             if entry.name not in wanted and not entry.name.startswith("."):
-                shutil.rmtree(entry, ignore_errors=True)
+                _removed(entry)
                 log.info("removed unpacked bundle %s", entry.name)
+
+
+def _compile(root: Path) -> None:
+    """Byte-compile the bundle's Python once, here, for the router's Python version: marked
+    never to be checked (the bundle never changes), so no environment recompiles it at each cold
+    start, which it could not write back anyway (the bundle is read-only to it). `.pyc` files
+    the zip brought were made for other file times and would be stale. Compiling runs nothing."""
+    compileall.compile_dir(  # quiet=2: says nothing, even of files that do not compile
+        root,
+        quiet=2,
+        force=True,
+        workers=1,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+
+
+def _read_only(root: Path) -> None:
+    """Every function with this code shares the unpacked bundle: none may change it for the
+    others (Lambda's /var/task is read-only too)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISREG(mode):
+                os.chmod(path, stat.S_IMODE(mode) & ~0o222)
+        os.chmod(directory, 0o555)
+
+
+def _removed(path: Path) -> None:
+    """Remove an unpacked bundle, read-only as it is."""
+
+    def writable(function: object, name: str, exc: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o755)
+            function(name)  # type: ignore[operator]
+
+    for directory, _, _ in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(directory, 0o755)
+    shutil.rmtree(path, onerror=writable)
 
 
 def _trusted(info: os.stat_result) -> bool:
@@ -150,9 +196,11 @@ def _unpack(data: bytes, target: Path) -> None:
         return
     partial = target.parent / f".partial-{target.name}-{os.getpid()}-{os.urandom(4).hex()}"
     archive.unpack(data, partial)
+    _compile(partial)
+    _read_only(partial)
     try:
         partial.rename(target)  # atomic: the bundle appears complete or not at all
     except OSError:
-        shutil.rmtree(partial, ignore_errors=True)  # another process won the race
+        _removed(partial)  # another process won the race
         if not target.is_dir():
             raise

@@ -202,15 +202,20 @@ def amqp_cloudevent(headers: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def decode_body(body: bytes, content_type: str | None) -> Any:
     """JSON when it parses, else text, else base64 text (so the event stays JSON)."""
+    return decoded_body(body, content_type)[0]
+
+
+def decoded_body(body: bytes, content_type: str | None) -> tuple[Any, bool]:
+    """The body as `decode_body` gives it, and whether that is base64 of binary bytes."""
     if content_type is None or "json" in content_type or not is_text(content_type):
         try:
-            return orjson.loads(body)
+            return orjson.loads(body), False
         except orjson.JSONDecodeError:
             pass
     try:
-        return body.decode("utf-8")
+        return body.decode("utf-8"), False
     except UnicodeDecodeError:
-        return base64.b64encode(body).decode("ascii")
+        return base64.b64encode(body).decode("ascii"), True
 
 
 def plain(value: Any) -> Any:
@@ -245,8 +250,10 @@ class AmqpMessage:
 
 def amqp_event(message: AmqpMessage, attempt: int) -> dict[str, Any]:
     headers = plain(dict(message.headers))
+    body, binary = decoded_body(message.body, message.content_type)
     event: dict[str, Any] = {
-        "body": decode_body(message.body, message.content_type),
+        "body": body,
+        "isBase64Encoded": binary,  # as Lambda marks a binary body: base64, said so
         "headers": headers,
         "routing_key": message.routing_key,
         "exchange": message.exchange,

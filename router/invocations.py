@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+import time
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel
@@ -12,6 +13,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.names import Names
+
+if TYPE_CHECKING:
+    from router.executors import ErrorInfo, Outcome
 
 log = logging.getLogger("router.invocations")
 FLUSH_S = 0.02
@@ -38,7 +42,7 @@ class Invocation(BaseModel):
     status: Status
     trigger: str | None = None
     event_id: str | None = None
-    function_version: int | None = None
+    function_version: str | int | None = None  # `$LATEST` or a published number
     attempt: int = 1
     created_at: float
     started_at: float | None = None
@@ -118,3 +122,21 @@ class InvocationStore:
 
     def _key(self, invocation_id: str) -> str:
         return self._names.invocation(invocation_id)
+
+
+def finished(outcome: Outcome) -> Record:
+    """A record's fields once its invocation has an outcome."""
+    return {
+        "status": outcome.status,
+        "finished_at": time.time(),
+        "duration_ms": round(outcome.duration_ms, 3),
+        "billed_duration_ms": outcome.billed_ms,
+        "result": outcome.result,
+        "error": error_record(outcome.error),
+    }
+
+
+def error_record(error: ErrorInfo | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"type": error.type, "message": error.message, "traceback": "\n".join(error.trace)}

@@ -7,6 +7,7 @@ reason, status. Never an event id.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
@@ -270,6 +271,10 @@ class Metrics:
             "Invocation output dropped, oldest first, while Redis was away too long to hold it.",
             "function",
         )
+        self.log_lines_dropped = c(
+            "router_log_lines_dropped",
+            "The router's own log lines dropped because stderr could not keep up.",
+        )
         self.http_connections = g("router_http_connections", "Open HTTP connections.")
         self.http_refused = c(
             "router_http_connections_refused",
@@ -312,6 +317,19 @@ class Metrics:
 
     def rejected(self, trigger: str, reason: str) -> None:
         self.child(self.rejections, trigger, reason).inc()
+
+    def forget(self, function: str) -> None:
+        """A deleted function's gauges go (a last queue depth exported for ever would keep an
+        autoscaler up); its counters stay, as counters do."""
+        for gauge in (self.queue_depth, self.dlq_depth, self.consumers, self.max_memory):
+            with contextlib.suppress(KeyError):
+                gauge.remove(function)
+        for state in ("busy", "idle"):
+            with contextlib.suppress(KeyError):
+                self.workers.remove(function, state)
+        with contextlib.suppress(KeyError):
+            self.concurrent.remove(function)
+        self._children = {k: v for k, v in self._children.items() if function not in k[1]}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

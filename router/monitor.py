@@ -9,6 +9,7 @@ import time
 
 from redis.asyncio import Redis
 
+from router import logformat
 from router.broker import Broker
 from router.metrics import Metrics
 from router.registry import Registry
@@ -21,6 +22,7 @@ class Monitor:
     def __init__(self, registry: Registry, broker: Broker, redis: Redis, metrics: Metrics) -> None:
         self._registry = registry
         self._broker = broker
+        self._dropped = 0
         self._redis = redis
         self._metrics = metrics
 
@@ -37,6 +39,10 @@ class Monitor:
 
     async def tick(self) -> None:
         metrics = self._metrics
+        dropped = logformat.dropped()
+        if dropped > self._dropped:  # the writer thread counts; the counter follows
+            metrics.log_lines_dropped.inc(dropped - self._dropped)
+            self._dropped = dropped
         metrics.registry_version.set(self._registry.snapshot.version)
         metrics.registry_staleness.set(max(0.0, time.time() - self._registry.refreshed_at))
         metrics.up.labels("rabbitmq").set(1 if self._broker.connected else 0)
@@ -49,7 +55,8 @@ class Monitor:
             except Exception as exc:
                 log.debug("dead-letter depth of %s unavailable: %s", function, exc)
                 continue
-            metrics.dlq_depth.labels(function).set(state.ready)
+            if function in self._registry.snapshot.functions:  # not deleted meanwhile
+                metrics.dlq_depth.labels(function).set(state.ready)
 
     async def _redis_answers(self) -> bool:
         try:

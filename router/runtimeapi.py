@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,11 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 PREFIX = "/2018-06-01/runtime/"
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 1
+NO_COOKIE = 0xFFFFFFFF
+ALL_STATES = 0xFFFFFFFF
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # Lambda's synchronous response limit
 MAX_ERROR_BYTES = 1024 * 1024
 
@@ -192,15 +199,32 @@ class RuntimeApi:
 
 
 def socket_owner(local_port: int, remote_port: int) -> int | None:
-    """The uid owning the loopback TCP socket `127.0.0.1:local_port -> :remote_port`."""
-    wanted_local = f"0100007F:{local_port:04X}"
-    wanted_remote = f"0100007F:{remote_port:04X}"
-    with contextlib.suppress(OSError), open("/proc/net/tcp") as table:
-        for line in table:
-            fields = line.split()
-            if len(fields) > 7 and fields[1] == wanted_local and fields[2] == wanted_remote:
-                return int(fields[7])
-    return None
+    """The uid owning the loopback TCP socket `127.0.0.1:local_port -> :remote_port`.
+
+    Asked of the kernel with one sock_diag request for exactly that socket (a hash lookup,
+    about 20 us); reading /proc/net/tcp instead costs milliseconds on a busy host, on the
+    event loop, for every connection a runtime opens.
+    """
+    loopback = socket.inet_aton("127.0.0.1") + bytes(12)
+    sockid = (
+        struct.pack(">HH", local_port, remote_port)
+        + loopback
+        + loopback
+        + struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
+    )
+    request = struct.pack("=BBBxI", socket.AF_INET, socket.IPPROTO_TCP, 0, ALL_STATES) + sockid
+    header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
+            diag.settimeout(1.0)
+            diag.send(header + request)
+            answer = diag.recv(4096)
+    except OSError:
+        return None
+    if len(answer) < 16 + 72 or struct.unpack_from("=H", answer, 4)[0] != SOCK_DIAG_BY_FAMILY:
+        return None  # an error message: no such socket
+    uid: int = struct.unpack_from("=I", answer, 16 + 64)[0]  # inet_diag_msg.idiag_uid
+    return uid
 
 
 async def _read(request: web.BaseRequest, limit: int) -> bytes | None:

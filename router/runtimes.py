@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -54,14 +55,14 @@ def available_pythons() -> list[str]:
 
 
 @functools.cache
-def _interpreter(name: str) -> str | None:
-    """The real executable behind `name` on PATH, if it runs and is that version (a version
-    manager's shim may be on PATH for a version it will not run)."""
-    found = shutil.which(name)
+def _interpreter(name: str, path: str | None = None) -> str | None:
+    """The real executable behind `name` (on PATH, or at `path`), if it runs and is that
+    version (a version manager's shim may be on PATH for a version it will not run)."""
+    found = path or shutil.which(name)
     if found is None:
         return None
     wanted = name.removeprefix("python")
-    probe = "import sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])"
+    probe = "import os, sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])"
     try:
         run = subprocess.run(
             [found, "-c", probe], capture_output=True, text=True, timeout=10, check=False
@@ -72,6 +73,48 @@ def _interpreter(name: str) -> str | None:
     if run.returncode != 0 or len(lines) != 2 or lines[1] != wanted:
         return None
     return lines[0]
+
+
+def for_everyone(runtime: str | None) -> str | None:
+    """An interpreter for `runtime` that any user can run, standard library included, so
+    that uploaded code can run under a uid of its own: the router's, or else one the machine
+    has (Debian's /usr/bin/python3.x beside a Python under /root, say)."""
+    interpreter = python_interpreter(runtime)
+    if readable_by_all(_library_of(interpreter)):
+        return interpreter
+    name = runtime or own_python()
+    for candidate in (f"/usr/bin/{name}", f"/usr/local/bin/{name}"):
+        found = _interpreter(name, candidate) if os.path.exists(candidate) else None
+        if found and readable_by_all(_library_of(found)):
+            return found
+    return None
+
+
+@functools.cache
+def _library_of(interpreter: str) -> tuple[Path, ...]:
+    """The interpreter and its standard library's files (as a uid of its own must read them)."""
+    probe = "import os; print(os.__file__)"
+    try:
+        run = subprocess.run(
+            [interpreter, "-I", "-c", probe], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return (Path(interpreter).resolve(),)
+    library = Path(run.stdout.strip()).resolve() if run.returncode == 0 else None
+    return (Path(interpreter).resolve(), *([library] if library else []))
+
+
+def readable_by_all(paths: tuple[Path, ...] | list[Path]) -> bool:
+    """Whether any user can read these files (every directory above them searchable)."""
+    for path in paths:
+        try:
+            if not path.stat().st_mode & stat.S_IROTH:
+                return False
+            if any(not parent.stat().st_mode & stat.S_IXOTH for parent in path.parents):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def node() -> str:

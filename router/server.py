@@ -31,6 +31,7 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from router.connections import Connections
+from router.logformat import AccessLog
 from router.responses import json_error
 from router.settings import Settings
 
@@ -215,6 +216,9 @@ class HttpServer:
             self._header_timeout_s,
             loop=self._loop,
             keepalive_timeout=self._keepalive_timeout_s,
+            access_log_class=AccessLog,
+            # Bodies as sent: signatures are checked over those bytes (router.encodings decodes).
+            auto_decompress=False,
         )
 
     async def start(self, sockets: list[socket.socket]) -> None:

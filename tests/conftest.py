@@ -102,7 +102,11 @@ class Router:
         return 0.0
 
 
-def start_router(namespace: str, **env: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_router(
+    namespace: str, *, output: int | None = None, **env: str
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """A `trigger-router serve`; its output goes to the returned log file, or to `output`
+    (subprocess.PIPE, say) when given."""
     port = free_port()
     log = Path(f"/tmp/router-{namespace}-{port}.log")
     environment = {
@@ -121,25 +125,51 @@ def start_router(namespace: str, **env: str) -> tuple[subprocess.Popen[bytes], i
         process = subprocess.Popen(
             [sys.executable, "-m", "router", "serve"],
             env=environment,
-            stdout=out,
+            stdout=out if output is None else output,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
     return process, port, log
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 30,
+    path: str = "/readyz",
+) -> None:
+    """Until `path` answers 200 (`/healthz`: listening, whether or not Redis and RabbitMQ are
+    reached yet)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"router exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"router exited with {process.returncode}:\n{_said(log)}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.1)
-    raise RuntimeError(f"router not ready within {timeout}s:\n{log.read_text()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"router not ready within {timeout}s:\n{_said(log)}")
+
+
+def _said(log: Path) -> str:
+    return log.read_text() if log.exists() else "(its output went elsewhere)"
+
+
+@contextlib.contextmanager
+def running_router(prefix: str, **env: Any) -> Iterator[Router]:
+    """A router of its own, in a namespace of its own, stopped and cleaned up afterwards."""
+    namespace = unique(prefix)
+    process, port, log = start_router(namespace, **env)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, log)
+        yield Router(namespace, port, process, log)
+    finally:
+        if process.poll() is None:
+            stop(process)
+        cleanup(namespace)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -3,6 +3,7 @@ with the AMQP event shape; filtered messages are counted, not run."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -173,3 +174,55 @@ def test_non_json_body_is_text(router: Router, amqp: pika.channel.Channel) -> No
     )
     event = router.wait_ledger(function, 1)[0]["event"]
     assert event["body"] == "hello there"
+
+
+def test_a_binary_body_says_it_is_base64(router: Router, amqp: pika.channel.Channel) -> None:
+    function, trigger = unique("bin"), unique("bin")
+    exchange = f"{router.namespace}-orders"
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    router.put_trigger(
+        trigger, function=function, type="amqp", exchange=exchange, routing_key="bin.#"
+    )
+    payload = bytes(range(256))
+    amqp.basic_publish(
+        exchange, "bin.raw", payload, pika.BasicProperties(content_type="application/octet-stream")
+    )
+    amqp.basic_publish(exchange, "bin.text", b"plain words", pika.BasicProperties())
+    events = {e["event"]["routing_key"]: e["event"] for e in router.wait_ledger(function, 2)}
+    assert events["bin.raw"]["isBase64Encoded"] is True
+    assert base64.b64decode(events["bin.raw"]["body"]) == payload
+    assert events["bin.text"]["isBase64Encoded"] is False
+    assert events["bin.text"]["body"] == "plain words"
+
+
+def test_records_say_queued_until_a_slot_is_free(router: Router) -> None:
+    function = unique("slots")
+    router.put_function(
+        function, handler="testfns:slow", isolation="thread", concurrency={"min": 0, "max": 1}
+    )
+    ids = [
+        router.http.post(
+            f"/api/v1/functions/{function}/invoke?mode=async", json={"sleep": 1.5}
+        ).json()["invocation_id"]
+        for _ in range(3)
+    ]
+    time.sleep(0.8)  # the first is running; the others wait for its slot
+    statuses = sorted(router.http.get(f"/api/v1/invocations/{i}").json()["status"] for i in ids)
+    assert statuses == ["queued", "queued", "running"]
+    records = [router.invocation(i, ("succeeded",), timeout=30) for i in ids]
+    starts = sorted(r["started_at"] for r in records)
+    assert starts[1] - starts[0] >= 1.0  # started when a slot was free, not when received
+
+
+def test_an_expired_event_is_dead_lettered_as_expired(router: Router) -> None:
+    function = unique("expire")
+    router.put_function(
+        function,
+        handler="testfns:fail",
+        isolation="thread",
+        retry={"max_attempts": 5, "backoff_s": 2, "max_event_age_s": 1},
+    )
+    queued = router.http.post(f"/api/v1/functions/{function}/invoke?mode=async", json={})
+    record = router.invocation(queued.json()["invocation_id"], ("dead_lettered",), timeout=30)
+    assert record["error"]["type"] == "EventExpired"
+    assert router.metric("router_dead_letters_total", function=function, reason="expired") == 1

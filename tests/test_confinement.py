@@ -14,20 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Router, cleanup, start_router, stop, unique, wait_ready
+from tests.conftest import Router, cleanup, running_router, start_router, stop, unique, wait_ready
 
 
 @pytest.fixture(scope="module")
 def quick() -> Iterator[Router]:
     """A router that stops idle environments after one second."""
-    namespace = unique("confine")
-    process, port, log = start_router(namespace, ROUTER_KEEP_WARM_S="1")
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        yield Router(namespace, port, process, log)
-    finally:
-        stop(process)
-        cleanup(namespace)
+    with running_router("confine", ROUTER_KEEP_WARM_S="1") as router:
+        yield router
 
 
 def invoke(router: Router, name: str, event: Any = None) -> httpx.Response:
@@ -150,3 +144,15 @@ def test_function_names_cannot_take_another_functions_dead_letter_queue(router: 
     response = router.http.put(f"/api/v1/functions/{base}.dlq", json={"handler": "testfns:record"})
     assert response.status_code == 400
     assert response.json()["field"] == "name"
+
+
+def test_a_handler_forging_replies_ends_its_environment_not_the_router(router: Router) -> None:
+    name = unique("forge")
+    router.put_function(name, handler="testfns:forge_reply", timeout_s=10)
+    for event in ({"huge": True}, {}):
+        failed = invoke(router, name, event).json()
+        assert failed["errorType"] == "worker_lost", failed
+        assert "broke its protocol" in failed["errorMessage"]
+    assert router.http.get("/healthz").status_code == 200
+    response = invoke(router, unique("gone"))  # the router still answers calls
+    assert response.status_code == 404

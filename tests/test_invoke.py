@@ -12,7 +12,7 @@ def test_sync_invoke_returns_the_result(router: Router) -> None:
     assert response.status_code == 200
     assert response.json()["ok"] is True
     assert router.wait_ledger(function, 1)[0]["event"] == {"a": 1}
-    assert response.headers["X-Amz-Executed-Version"] == "1"
+    assert response.headers["X-Amz-Executed-Version"] == "$LATEST"
 
 
 def test_async_def_handler_runs_on_the_loop(router: Router) -> None:
@@ -43,11 +43,14 @@ def test_unserialisable_result_is_a_marshal_error(router: Router) -> None:
 
 
 def test_missing_handler_attribute_is_reported(router: Router) -> None:
+    """Code on the router's path is checked when it is put (uploaded code, at its init)."""
     function = unique("inv")
-    router.put_function(function, handler="testfns:no_such_handler", isolation="thread")
-    response = router.http.post(f"/api/v1/functions/{function}/invoke", json={})
-    assert response.status_code == 502
-    assert response.json()["errorType"] == "Runtime.HandlerNotFound"
+    response = router.http.put(
+        f"/api/v1/functions/{function}",
+        json={"handler": "testfns:no_such_handler", "isolation": "thread"},
+    )
+    assert response.status_code == 400
+    assert "Runtime.HandlerNotFound" in response.json()["error"]
 
 
 def test_async_invoke_gives_an_invocation_id(router: Router) -> None:

@@ -3,8 +3,11 @@ scaling with queue depth, scale to zero, throttling."""
 
 from __future__ import annotations
 
+import base64
+import io
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,20 +15,14 @@ import httpx
 import pytest
 
 from router.scaler import plan
-from tests.conftest import Router, cleanup, start_router, stop, unique, wait_ready
+from tests.conftest import Router, running_router, unique
 
 
 @pytest.fixture(scope="module")
 def fast_router() -> Iterator[Router]:
     """A router that lets environments go after one idle second, so scaling down is visible."""
-    namespace = unique("pools")
-    process, port, log = start_router(namespace, ROUTER_KEEP_WARM_S="1")
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        yield Router(namespace, port, process, log)
-    finally:
-        stop(process)
-        cleanup(namespace)
+    with running_router("pools", ROUTER_KEEP_WARM_S="1") as router:
+        yield router
 
 
 def invoke(router: Router, function: str, event: Any = None) -> httpx.Response:
@@ -57,7 +54,7 @@ def test_process_environment_is_warm_and_isolated(fast_router: Router) -> None:
     assert first["pid"] != fast_router.process.pid
     assert first["pid"] != os.getpid()
     assert first["env"]["AWS_LAMBDA_FUNCTION_NAME"] == function
-    assert first["env"]["AWS_LAMBDA_FUNCTION_VERSION"] == "1"
+    assert first["env"]["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
     assert first["env"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert first["env"]["AWS_LAMBDA_LOG_STREAM_NAME"]
     assert first["env"]["GREETING"] == "hej"
@@ -178,8 +175,17 @@ def test_sync_calls_over_max_are_throttled(fast_router: Router) -> None:
 
 
 def test_import_errors_are_reported_from_the_environment(fast_router: Router) -> None:
+    """Uploaded code is loaded by its environment: a missing function fails its init."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("app.py", "def handler(event, context):\n    return 1\n")
     function = unique("init")
-    fast_router.put_function(function, handler="testfns:no_such_attribute")
+    fast_router.put_function(
+        function,
+        runtime="python3.11",
+        handler="app.no_such_attribute",
+        code={"zip": base64.b64encode(archive.getvalue()).decode()},
+    )
     response = invoke(fast_router, function)
     assert response.status_code == 502
     assert response.json()["errorType"] == "Runtime.HandlerNotFound"

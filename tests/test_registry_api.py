@@ -110,7 +110,7 @@ def test_trigger_rules(router: Router) -> None:
 
 def test_unknown_routes_and_methods_are_json(router: Router) -> None:
     assert router.http.get("/api/v1/nothing").status_code == 404
-    wrong = router.http.patch("/api/v1/functions/x", json={})
+    wrong = router.http.post("/api/v1/functions/x", json={})
     assert wrong.status_code == 405
     assert "error" in wrong.json()
     hook = router.http.post(f"/hooks/{unique('none')}", json={})
@@ -167,3 +167,43 @@ def test_decorated_handlers_are_registered_at_start(router: Router) -> None:
     )
     assert response.status_code == 200
     assert response.json()["summary"] == "ada pushed 1 commit to acme/app@main: Fix the thing"
+
+
+def test_a_handler_the_router_can_see_is_checked_at_put(router: Router) -> None:
+    missing = router.http.put(
+        f"/api/v1/functions/{unique('attr')}", json={"handler": "testfns:no_such_function"}
+    )
+    assert missing.status_code == 400
+    assert missing.json()["field"] == "handler"
+    assert "no_such_function" in missing.json()["error"]
+
+
+def test_a_sync_failure_has_a_record_by_request_id(router: Router) -> None:
+    name = unique("syncrec")
+    router.put_function(name, handler="testfns:fail", isolation="thread")
+    failed = router.http.post(f"/api/v1/functions/{name}/invoke", json={})
+    request_id = failed.headers["X-Request-Id"]
+    record = router.invocation(request_id, ("failed",))
+    assert record["error"]["type"] == "ValueError"
+    assert "Traceback" in record["error"]["traceback"]
+
+
+def test_a_deleted_functions_gauges_go(router: Router) -> None:
+    name = unique("gone")
+    router.put_function(name, handler="testfns:record")
+
+    def gauges() -> list[str]:
+        prefixes = ("router_queue_depth", "router_dead_letter_queue_depth", "router_queue_con")
+        return [
+            line
+            for line in router.http.get("/metrics").text.splitlines()
+            if line.startswith(prefixes) and f'function="{name}"' in line
+        ]
+
+    deadline = time.monotonic() + 10
+    while not gauges():
+        assert time.monotonic() < deadline, "the new function's queue depth never appeared"
+        time.sleep(0.2)
+    router.http.delete(f"/api/v1/functions/{name}").raise_for_status()
+    time.sleep(1.5)  # ticks of the scaler and the monitor come and go
+    assert gauges() == []

@@ -27,6 +27,7 @@ from tests.conftest import (
     ROOT,
     Router,
     cleanup,
+    running_router,
     start_router,
     stop,
     unique,
@@ -228,6 +229,8 @@ def test_python_bundles_take_lambdas_handler_forms(router: Router, handler: str)
         assert body["task_root"] == body["cwd"]
         assert body["handler"] == handler
         assert 0 < body["remaining_ms"] <= 3000
+        if os.geteuid() == 0:  # the router is root here: uploaded code gets a uid of its own
+            assert body["uid"] != 0
     else:
         assert response.json() == {"from": "pkg.mod.fn", "event": {"form": handler}}
 
@@ -524,30 +527,19 @@ def test_another_python_runs_on_its_own_interpreter(tmp_path: Path) -> None:
     there, the worker speaks the standard library's json)."""
     installed = sorted(Path("/").glob("root/.pyenv/versions/3.12*/bin/python3.12"))
     assert installed, "this machine kind has python3.12 under pyenv; the test needs it"
-    namespace = unique("py312")
     path = f"{installed[0].parent}:{os.environ['PATH']}"
-    process, port, log = start_router(namespace, PATH=path)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        router = Router(namespace, port, process, log)
+    with running_router("py312", PATH=path) as router:
         source = "import sys\ndef handler(event, context):\n    return list(sys.version_info[:2])\n"
         code = bundle(folder(tmp_path, "python", **{"which.py": source}))
         deploy(router, "py312", code, runtime="python3.12", handler="which.handler")
         response = invoke(router, "py312")
         assert response.status_code == 200, response.text
         assert response.json() == [3, 12]
-    finally:
-        stop(process)
-        cleanup(namespace)
 
 
 def test_node_is_required_for_nodejs_runtimes() -> None:
-    namespace = unique("nonode")
     bare_path = "/usr/local/sbin:/usr/sbin:/sbin"  # no node on it
-    process, port, log = start_router(namespace, PATH=f"{Path(sys.executable).parent}:{bare_path}")
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)
-        router = Router(namespace, port, process, log)
+    with running_router("nonode", PATH=f"{Path(sys.executable).parent}:{bare_path}") as router:
         code = bundle(RUNTIMES / "python")
         response = router.http.put(
             f"/api/v1/functions/{unique('js')}",
@@ -560,9 +552,6 @@ def test_node_is_required_for_nodejs_runtimes() -> None:
         assert response.status_code == 400
         assert response.json()["field"] == "runtime"
         assert "node" in response.json()["error"]
-    finally:
-        stop(process)
-        cleanup(namespace)
 
 
 def test_a_provided_bundle_needs_an_executable_bootstrap(router: Router, tmp_path: Path) -> None:
@@ -665,3 +654,20 @@ def test_environments_die_with_a_killed_router() -> None:
         if process.poll() is None:
             stop(process)
         cleanup(namespace)
+
+
+def test_the_owner_of_a_loopback_connection_is_known() -> None:
+    """The Runtime API's peer check: the kernel says which uid owns a connection's other end."""
+    import socket
+
+    from router.runtimeapi import socket_owner
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                ours = client.getsockname()[1]
+                assert socket_owner(ours, server.getsockname()[1]) == os.getuid()
+                assert socket_owner(ours, server.getsockname()[1] + 1) is None  # no such socket

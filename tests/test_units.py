@@ -38,7 +38,11 @@ from router.specs import RetryPolicy
         ),
         ({"ROUTER_PORT": "9000"}, {"port": "9100"}, {"port": 9100}),
         ({"ROUTER_HANDLERS": "a.b, c"}, {}, {"handlers": ("a.b", "c")}),
-        ({"ROUTER_ADMIN_TOKEN": "s3cret"}, {"admin_token": None}, {"admin_token": "s3cret"}),
+        (
+            {"ROUTER_ADMIN_TOKEN": "s3cret-long-enough"},
+            {"admin_token": None},
+            {"admin_token": "s3cret-long-enough"},
+        ),
         ({"ROUTER_REGISTRY_POLL_S": "0.25"}, {}, {"registry_poll_s": 0.25}),
     ],
 )
@@ -59,6 +63,7 @@ def test_settings_from_env(
         ({"ROUTER_AMQP_URL": "localhost:5672"}, "ROUTER_AMQP_URL must be a amqp:// URL"),
         ({"ROUTER_REDIS_URL": "http://x"}, "ROUTER_REDIS_URL"),
         ({"ROUTER_PREFETCH_MULTIPLIER": "0"}, "ROUTER_PREFETCH_MULTIPLIER must be 1 or more"),
+        ({"ROUTER_ADMIN_TOKEN": "change-me"}, "ROUTER_ADMIN_TOKEN must be at least 16"),
     ],
 )
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:

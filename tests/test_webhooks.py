@@ -56,7 +56,7 @@ def test_function_url_event_and_context(router: Router) -> None:
     assert isinstance(ctx["timeEpoch"], int)
     assert ctx["requestId"] == entry["request_id"] == response.headers["X-Request-Id"]
     assert context["function_name"] == function
-    assert context["function_version"] == "1"
+    assert context["function_version"] == "$LATEST"
     assert context["request_id"] == entry["request_id"]
     assert context["memory_limit_in_mb"] == 128
     assert context["invoked_function_arn"].endswith(f":function:{function}")
@@ -221,3 +221,15 @@ def test_unknown_invocation_is_404(router: Router) -> None:
     response = router.http.get("/api/v1/invocations/nope")
     assert response.status_code == 404
     assert "error" in response.json()
+
+
+def test_raw_query_string_is_as_received(router: Router) -> None:
+    function, trigger = unique("rawq"), unique("rawq")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    router.put_trigger(trigger, function=function, type="webhook")
+    raw = "a=%2Fb&c=d+e&x=%E2%9C%93"
+    response = router.http.post(f"/hooks/{trigger}?{raw}", json={})
+    assert response.status_code == 200, response.text
+    event = router.wait_ledger(function, 1)[0]["event"]
+    assert event["rawQueryString"] == raw
+    assert event["queryStringParameters"] == {"a": "/b", "c": "d e", "x": "✓"}

@@ -24,6 +24,7 @@ from typing import Any
 log = logging.getLogger("router.cells")
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE = 4
 UID_BASE = 100_000
 UID_SLOTS = 1024
 NOFILE = 1024  # Lambda's file descriptor quota
@@ -79,7 +80,11 @@ class Cells:
         """Once per router: adopt orphans of environments (to reap or kill them), and end
         what a previous router of this namespace left behind."""
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            libc = ctypes.CDLL(None)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            # Not dumpable: no process of the same user (a function's, say) can read the
+            # router's memory or /proc/<pid>/environ, which hold its token and passwords.
+            libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         if self._cgroups is not None:
             _end_stale(self._cgroups)
 

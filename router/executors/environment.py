@@ -227,8 +227,17 @@ class Environment(Generic[A]):
         except TimeoutError:
             await self.kill()
             code = await self._exit_code()
+        broken = self._broken_protocol()
+        if broken:
+            return ErrorInfo(
+                "worker_lost", f"the execution environment broke its protocol: {broken}"
+            )
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         return ErrorInfo("worker_lost", f"the execution environment died ({how})")
+
+    def _broken_protocol(self) -> str:
+        """Why the router cut the environment off, if it did (a reply it could not take)."""
+        return ""
 
     async def _exit_code(self) -> int:
         await asyncio.shield(self._exits.exited)

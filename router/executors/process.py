@@ -18,9 +18,11 @@ import orjson
 
 from router.executors import Call, ErrorInfo, Outcome
 from router.executors.environment import Environment, Exits, InitError
-from router.executors.worker import HEADER, frame_end, pack, unpack
+from router.executors.worker import HEADER, declared_size, frame_end, pack, unpack
 
 EXIT_GRACE_S = 0.1
+# The largest reply a worker may send: a 6 MB result, JSON-escaped, and its log of the call.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
 INIT_TIMEOUT_S = 30.0
 
 
@@ -33,6 +35,7 @@ class _Pipes(Exits):
         self._buffer = bytearray()
         self._reply: asyncio.Future[dict[str, Any]] | None = None
         self.lost = False
+        self.violation = ""  # why the process was cut off, if it broke the protocol
 
     def expect(self) -> asyncio.Future[dict[str, Any]]:
         """The future of the next reply; fails with ConnectionError if the process is gone."""
@@ -44,14 +47,28 @@ class _Pipes(Exits):
         return reply
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if not self._buffer and frame_end(data) == len(data):  # the usual case: no copy
-            self._deliver(orjson.loads(memoryview(data)[HEADER.size :]))
+        """Replies are data from a process running someone's code: a frame too large to be a
+        reply, or one that is not a JSON object, ends the environment (the call fails as
+        `worker_lost`), never the router."""
+        if self.lost:
             return
-        self._buffer += data
-        while (end := frame_end(self._buffer)) is not None:
-            self._deliver(unpack(self._buffer, end))
+        try:
+            if not self._buffer and frame_end(data) == len(data):  # the usual case: no copy
+                self._deliver(orjson.loads(memoryview(data)[HEADER.size :]))
+                return
+            self._buffer += data
+            if declared_size(self._buffer) > MAX_FRAME_BYTES:
+                raise ValueError("a reply frame over the size limit")
+            while (end := frame_end(self._buffer)) is not None:
+                self._deliver(unpack(self._buffer, end))
+        except (ValueError, TypeError) as exc:
+            self.violation = str(exc)
+            self._buffer.clear()
+            self._lose()
 
-    def _deliver(self, document: dict[str, Any]) -> None:
+    def _deliver(self, document: Any) -> None:
+        if not isinstance(document, dict):
+            raise TypeError("a reply that is not a JSON object")
         # A reply nobody waits for (its call timed out and the process is being killed) is dropped.
         reply, self._reply = self._reply, None
         if reply is not None and not reply.done():
@@ -104,6 +121,8 @@ class PythonWorker(Environment[dict[str, Any]]):
     def _send(self, call: Call, timeout_s: float) -> asyncio.Future[dict[str, Any]]:
         deadline_ms = _deadline_ms(timeout_s)
         request = {"request_id": call.request_id, "event": call.event, "deadline_ms": deadline_ms}
+        if call.qualifier is not None:
+            request["qualifier"] = call.qualifier  # the invoked ARN names it
         return self._request(request)
 
     def _request(self, document: Any) -> asyncio.Future[dict[str, Any]]:
@@ -129,6 +148,9 @@ class PythonWorker(Environment[dict[str, Any]]):
             )
         error = _error(answer.get("error") or {})
         return Outcome("failed", duration_ms, error=error, logs=logs, max_memory_mb=memory)
+
+    def _broken_protocol(self) -> str:
+        return self._pipes.violation
 
     def _ask_to_stop(self) -> None:
         stdin = self._transport.get_pipe_transport(0)

@@ -40,6 +40,7 @@ except ImportError:  # another interpreter than the router's, without orjson
 
 
 HEADER = struct.Struct(">I")
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # Lambda's invocation response limit
 MB = 1024 * 1024
 READ_SIZE = 64 * 1024  # a pipe's capacity
 STATUS_SIZE = 16 * 1024  # /proc/self/status is under 2 kB
@@ -69,6 +70,11 @@ def frame_end(data: bytes | bytearray) -> int | None:
         return None
     end = HEADER.size + HEADER.unpack_from(data)[0]
     return end if len(data) >= end else None
+
+
+def declared_size(data: bytes | bytearray) -> int:
+    """The size the first frame in `data` says it has (0 before its header has arrived)."""
+    return int(HEADER.unpack_from(data)[0]) if len(data) >= HEADER.size else 0
 
 
 def unpack(buffer: bytearray, end: int) -> Any:
@@ -169,6 +175,7 @@ class Runner:
             request["request_id"],
             init["timeout_s"],
             deadline_ms=request["deadline_ms"],
+            qualifier=request.get("qualifier"),
         )
         if self._stream:
             context.log_stream_name = self._stream  # the environment's, as its variable says
@@ -195,6 +202,12 @@ class Runner:
         except (TypeError, ValueError) as exc:
             message = f"Unable to marshal response: {exc}"
             return {"status": "failed", "error": error("Runtime.MarshalError", message)}
+        if len(payload) > MAX_RESPONSE_BYTES:
+            message = (
+                f"Response payload size ({len(payload)} bytes) exceeded the maximum allowed "
+                f"payload size ({MAX_RESPONSE_BYTES} bytes)."
+            )
+            return {"status": "failed", "error": error("Function.ResponseSizeTooLarge", message)}
         value = orjson.Fragment(payload) if orjson is not None else result
         return {"status": "succeeded", "result": value}
 

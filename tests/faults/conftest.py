@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
 
-import httpx
 import pika
 import pytest
 
@@ -214,14 +213,4 @@ def start_limited(namespace: str, nofile: int, **env: str) -> tuple[Popen[bytes]
 
 def wait_listening(port: int, process: Popen[bytes], log: Path, timeout: float = 30) -> None:
     """Until the HTTP server answers, whether or not Redis and RabbitMQ are reached."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"router exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"router not listening within {timeout}s:\n{log.read_text()}")
+    wait_ready(f"http://127.0.0.1:{port}", process, log, timeout, path="/healthz")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import httpx
 import redis
 
-from tests.conftest import REDIS_URL, Router, free_port, start_router, stop, unique
+from tests.conftest import ADMIN_TOKEN, REDIS_URL, Router, free_port, start_router, stop, unique
 from tests.faults.conftest import start_limited, wait_listening
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: router\r\n\r\n"
@@ -170,8 +170,9 @@ def test_admin_bodies_must_arrive_in_time() -> None:
         sock = connect(router)
         sock.sendall(
             b"PUT /api/v1/functions/slow HTTP/1.1\r\nHost: router\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-            b'{"handler": '
+            + f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            + b'{"handler": '
         )
         status, body = answer(sock)
         assert status == 408

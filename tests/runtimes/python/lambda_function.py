@@ -23,4 +23,5 @@ def lambda_handler(event, context):
         "task_root": os.environ["LAMBDA_TASK_ROOT"],
         "cwd": os.getcwd(),
         "handler": os.environ["_HANDLER"],
+        "uid": os.getuid(),
     }
