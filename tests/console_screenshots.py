@@ -113,6 +113,12 @@ def seed(url: str, namespace: str, token: str = ADMIN_TOKEN) -> None:
     }
     for name, trigger in triggers.items():
         client.put(f"/triggers/{name}", json=trigger).raise_for_status()
+    if "/functions/{name}/versions" in client.get("/openapi.json").json()["paths"]:
+        client.post("/functions/thumbnails/versions", json={"description": "first cut"})
+        client.patch("/functions/thumbnails", json={"memory_mb": 512}).raise_for_status()
+        client.post("/functions/thumbnails/versions", json={"description": "more memory"})
+        alias = {"function_version": "1", "routing": {"2": 0.1}, "description": "10% canary"}
+        client.put("/functions/thumbnails/aliases/live", json=alias).raise_for_status()
     for n in range(5):
         client.post("/functions/echo/invoke", json={"n": n}).raise_for_status()
         httpx.post(f"{url}/hooks/thumbnails", json={"image": f"cat-{n}.png", "width": 320})
@@ -185,8 +191,15 @@ def screenshots(url: str, namespace: str, browser: Browser) -> None:
     expect(invocations).not_to_have_text(re.compile(r"^(0|—)$"), timeout=30_000)
     shoot(page, "functions")
     page.goto(f"{url}/console/#/functions/thumbnails/configuration")
-    page.get_by_label("Handler").wait_for()
+    page.get_by_label("Handler", exact=True).wait_for()
     shoot(page, "configuration")
+    page.goto(f"{url}/console/#/functions/thumbnails/code")
+    page.get_by_role("button", name="Download zip").wait_for()
+    shoot(page, "code")
+    if page.get_by_role("link", name="Versions and aliases").count():
+        page.goto(f"{url}/console/#/functions/thumbnails/versions")
+        page.get_by_role("table", name="Aliases").wait_for()
+        shoot(page, "versions")
     page.goto(f"{url}/console/#/functions/echo/triggers")
     page.locator("article[data-trigger='github-push']").wait_for()
     shoot(page, "triggers")

@@ -144,7 +144,7 @@ def test_create_a_function_and_a_webhook_trigger_then_run_a_test_event(
     expect(page.get_by_label("Timeout (s)")).to_be_focused()
     page.get_by_label("Timeout (s)").fill("20")
     page.get_by_role("button", name="Save").click()
-    expect(page.locator(".summary")).to_contain_text("version 2")
+    expect(page.locator(".summary")).to_contain_text("revision 2")
     assert router.http.get(f"/api/v1/functions/{name}").json()["timeout_s"] == 20
 
     page.get_by_role("link", name="Triggers").click()

@@ -23,7 +23,7 @@ export function render(name, spec, { caps, reload }) {
     save.disabled = true;
     try {
       const stored = await api.patch(`functions/${segment(name)}`, read(form));
-      announce(`Saved ${name}: version ${stored.version}`);
+      announce(`Saved ${name}: revision ${stored.version}`);
       reload();
     } catch (failure) {
       showError(form, failure);

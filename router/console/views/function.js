@@ -48,7 +48,7 @@ export function render(name, tab) {
   const load = async () => {
     const [spec, caps] = await Promise.all([api.get(`functions/${segment(name)}`), capabilities()]);
     if (disposed) return;
-    summary.textContent = `${spec.runtime || 'Python on the router\'s path'} · ${spec.handler} · version ${spec.version}${spec.description ? ` · ${spec.description}` : ''}`;
+    summary.textContent = `${spec.runtime || 'Python on the router\'s path'} · ${spec.handler} · revision ${spec.version}${spec.description ? ` · ${spec.description}` : ''}`;
     const shown = TABS.filter(([key]) => key !== 'versions' || versions.available(caps));
     nav.replaceChildren(h('ul', {}, shown.map(([key, label]) => h('li', {},
       h('a', { href: `#/functions/${encodeURIComponent(name)}/${key}`, 'aria-current': key === tab ? 'page' : null, dataset: { tab: key } }, label)))));

@@ -22,7 +22,7 @@ export function render() {
   const body = h('tbody');
   const empty = h('p', { class: 'empty', hidden: true }, 'No functions match.');
   const error = h('p', { class: 'form-error', role: 'alert' });
-  const grid = table('Functions', ['Name', 'Runtime', 'Version', 'State', 'Invocations (1 h)', 'Errors (1 h)', 'p99 (1 h)', 'Concurrency', 'Queue'], [], { class: 'functions' });
+  const grid = table('Functions', ['Name', 'Runtime', 'Revision', 'State', 'Invocations (1 h)', 'Errors (1 h)', 'p99 (1 h)', 'Concurrency', 'Queue'], [], { class: 'functions' });
   grid.querySelector('tbody').replaceWith(body);
   let specs = [];
   const rows = new Map();
