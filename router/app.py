@@ -18,7 +18,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from router import api, declare, lambdaapi, loader, openapi, tokens, versioning, webhooks
+from router import (
+    api,
+    console,
+    declare,
+    lambdaapi,
+    loader,
+    openapi,
+    tokens,
+    versioning,
+    webhooks,
+)
 from router.admin import Admin
 from router.broker import Broker
 from router.bundles import Bundles, default_directory
@@ -70,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SERVICES] = build_services(settings)
     own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
+    own += console.routes()  # the web console's files: they hold no data, so no token
     admin = [
         web.get(f"{api.PREFIX}/openapi.json", openapi.document),
         *api.routes(),
