@@ -22,11 +22,11 @@ from redis.exceptions import RedisError, WatchError
 
 from router.bundles import digest
 from router.names import Names
-from router.specs import AmqpTrigger, FunctionSpec, TriggerSpec, WebhookTrigger
+from router.specs import AmqpTrigger, FunctionSpec, ScheduleTrigger, TriggerSpec, WebhookTrigger
 
 log = logging.getLogger("router.registry")
 
-Trigger = WebhookTrigger | AmqpTrigger
+Trigger = WebhookTrigger | AmqpTrigger | ScheduleTrigger
 TRIGGER = TypeAdapter[Trigger](TriggerSpec)
 T = TypeVar("T")
 
