@@ -51,9 +51,16 @@ class Known:
     schedule: Schedule
     anchor: int
     cursor: int  # the ledger's, as last read; other replicas move it meanwhile
+    _due: tuple[int, int, int | None] = (0, -1, None)  # (anchor, cursor, the tick after)
 
     def due(self) -> int | None:
-        return self.schedule.next_after(self.cursor, self.anchor)
+        """The first tick after the cursor (remembered: a cron that matches rarely, or never,
+        takes milliseconds to search)."""
+        anchor, cursor, tick = self._due
+        if (anchor, cursor) != (self.anchor, self.cursor):
+            tick = self.schedule.next_after(self.cursor, self.anchor)
+            self._due = (self.anchor, self.cursor, tick)
+        return tick
 
 
 class Scheduler:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 from router import cron
 
@@ -109,12 +109,18 @@ def compiled(expression: str, timezone: str) -> Schedule:
 
 
 def time_zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    """An IANA time zone. Not `localtime`: that is whatever the host is set to, and replicas
+    on different hosts would disagree."""
+    if name not in _zone_names() or name == "localtime":
         raise ScheduleError(
             f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin"
-        ) from None
+        )
+    return ZoneInfo(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 def parse(expression: str) -> Expression:
