@@ -146,6 +146,10 @@ class Scheduler:
             trigger = triggers[name]
             schedule = schedules.compiled(trigger.schedule, trigger.timezone)
             self._known[name] = Known(trigger, schedule, *states[name])
+            # Counted from 0: increase() then sees the first tick (or miss), and a schedule
+            # that never missed one shows 0 rather than no data.
+            for metric in (self._metrics.ticks_fired, self._metrics.ticks_missed):
+                self._metrics.child(metric, name)
 
     def _changed_trigger(self, name: str, trigger: ScheduleTrigger) -> bool:
         known = self._known.get(name)
