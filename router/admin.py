@@ -16,7 +16,15 @@ from router import loader, runtimes
 from router.broker import Broker, BrokerError, TopologyError
 from router.bundles import Bundle
 from router.registry import NotFound, Registry, RegistryError, Trigger
-from router.specs import REDACTED, AmqpTrigger, FunctionSpec, ScheduleTrigger, WebhookTrigger
+from router.specs import (
+    REDACTED,
+    AliasSpec,
+    AmqpTrigger,
+    FunctionSpec,
+    ScheduleTrigger,
+    WebhookTrigger,
+    split_target,
+)
 from router.ticks import TickLedger
 
 log = logging.getLogger("router.admin")
@@ -41,8 +49,13 @@ class Admin:
         self._ticks = ticks  # schedule triggers' shared state
 
     async def put_function(
-        self, name: str, spec: FunctionSpec, bundle: Bundle | None = None
+        self,
+        name: str,
+        spec: FunctionSpec,
+        bundle: Bundle | None = None,
+        expect: int | None = None,
     ) -> tuple[FunctionSpec, bool]:
+        """Create or replace; `expect` 0 only creates, N only replaces change N."""
         if name.endswith(".dlq"):
             raise RegistryError(
                 f"invalid name {name!r}: a function's queue would be the dead-letter queue of "
@@ -57,7 +70,7 @@ class Admin:
         except Exception as exc:  # aiormq raises its own kinds (or RuntimeError) while away
             raise _unavailable("RabbitMQ could not declare the function's queues", exc) from exc
         stored, created = await self._store.put_function(
-            name, spec, None if bundle is None else bundle.data
+            name, spec, None if bundle is None else bundle.data, expect
         )
         await self._registry.refresh()
         return stored, created
@@ -119,12 +132,45 @@ class Admin:
         await self._store.delete_function(name)
         await self._registry.refresh()
 
+    async def publish_version(
+        self,
+        name: str,
+        description: str | None = None,
+        code_sha256: str | None = None,
+        expect: int | None = None,
+    ) -> tuple[str, FunctionSpec, bool]:
+        published = await self._store.publish_version(name, description, code_sha256, expect)
+        await self._registry.refresh()
+        return published
+
+    async def delete_version(self, name: str, number: str) -> None:
+        await self._store.delete_version(name, number)
+        await self._registry.refresh()
+
+    async def put_alias(
+        self,
+        name: str,
+        alias: str,
+        spec: AliasSpec,
+        *,
+        create: bool | None = None,
+        expect: int | None = None,
+    ) -> tuple[AliasSpec, bool]:
+        stored = await self._store.put_alias(name, alias, spec, create=create, expect=expect)
+        await self._registry.refresh()
+        return stored
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        await self._store.delete_alias(name, alias)
+        await self._registry.refresh()
+
     async def put_trigger(self, name: str, trigger: Trigger) -> bool:
+        function = split_target(trigger.function)[0]
         try:
-            await self._store.get_function(trigger.function)
+            await self._store.get_function(function)
         except RegistryError:
             raise RegistryError(
-                f"function {trigger.function!r} does not exist; create it first", "function"
+                f"function {function!r} does not exist; create it first", "function"
             ) from None
         previous = (await self._store.load()).triggers.get(name)
         trigger = _unredacted(trigger, previous)
@@ -165,7 +211,7 @@ class Admin:
 
     async def _bind(self, trigger: AmqpTrigger) -> None:
         try:
-            await self._broker.bind(trigger)
+            await self._broker.bind(_on_queue(trigger))
         except TopologyError as exc:
             raise RegistryError(str(exc), "exchange") from exc
         except Exception as exc:  # as above: RabbitMQ away, whatever the library calls it
@@ -177,7 +223,7 @@ class Admin:
         if any(_binding(t) == _binding(trigger) for t in remaining):
             return
         try:
-            await self._broker.unbind(trigger)
+            await self._broker.unbind(_on_queue(trigger))
         except Exception as exc:  # a stale binding only costs filtered messages; report it
             log.warning("could not unbind %s from %s: %s", trigger.function, trigger.exchange, exc)
 
@@ -212,5 +258,16 @@ def _timing(trigger: Trigger | None) -> tuple[str, str] | None:
 
 def _binding(trigger: Trigger) -> tuple[str, ...]:
     if isinstance(trigger, AmqpTrigger):
-        return (trigger.function, trigger.exchange, trigger.routing_key)
+        return (split_target(trigger.function)[0], trigger.exchange, trigger.routing_key)
     return ()
+
+
+def _on_queue(trigger: AmqpTrigger) -> AmqpTrigger:
+    """The binding is to the function's queue, whichever version or alias the trigger names
+    (the consumer picks the version for each message)."""
+    function = split_target(trigger.function)[0]
+    return (
+        trigger
+        if function == trigger.function
+        else trigger.model_copy(update={"function": function})
+    )

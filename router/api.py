@@ -20,7 +20,14 @@ from router.pool import Throttled
 from router.registry import TRIGGER, NotFound, Trigger
 from router.responses import BodyTooLarge, HttpError, json_response, read_json, read_limited
 from router.services import services
-from router.specs import REDACTED, FunctionSpec, WebhookTrigger, strip_read_only, valid_name
+from router.specs import (
+    REDACTED,
+    FunctionSpec,
+    WebhookTrigger,
+    strip_read_only,
+    valid_name,
+    valid_target,
+)
 from router.usage import parse_time
 from router.webhooks import throttled
 
@@ -226,46 +233,55 @@ async def delete_trigger(request: web.Request) -> web.Response:
 
 
 async def invoke(request: web.Request) -> web.Response:
-    """Lambda's Invoke: the body is the event; sync answers the result, async an id."""
+    """Lambda's Invoke: the body is the event; sync answers the result, async an id. The name
+    may be `fn`, `fn:7` (a published version) or `fn:alias`."""
     svc = services(request)
-    name = _name(request)
+    name = request.match_info["name"]
+    if not valid_target(name):
+        raise HttpError(
+            400,
+            f"invalid name {name!r}: give `function`, `function:7` or `function:alias`",
+            field="name",
+        )
     mode = request.query.get("mode", "sync")
     if mode not in ("sync", "async"):
         raise HttpError(400, f"mode must be 'sync' or 'async', got {mode!r}", field="mode")
-    spec = svc.registry.snapshot.functions.get(name)
-    if spec is None:
+    target = svc.registry.snapshot.resolve(name)
+    if target is None:
         raise HttpError(404, f"function {name!r} does not exist")
     event = await read_json(request, svc.settings.max_body_bytes, empty={})
     if mode == "async":
         try:
             event_id = request.headers.get("Idempotency-Key")
-            invocation_id = await svc.ingress.enqueue(name, spec.version, event, event_id, None)
+            invocation_id = await svc.ingress.enqueue(
+                target.function, target.version, event, event_id, None
+            )
         except BrokerError as exc:
             raise HttpError(503, f"the event could not be queued: {exc}") from exc
         return json_response({"invocation_id": invocation_id}, status=202)
     request_id = new_id()
     try:
         outcome = await svc.invoker.invoke(
-            name,
-            spec,
+            target.function,
+            target.spec,
             event,
             request_id,
             event_id=request.headers.get("Idempotency-Key"),
             wait=False,
+            version=target.version,
+            qualifier=target.qualifier,
         )
     except Throttled:
-        return throttled(name)
+        return throttled(target.function)
+    executed = {"X-Request-Id": request_id, "X-Amz-Executed-Version": target.version}
     if outcome.error is not None:
         status = 504 if outcome.status == "timed_out" else 502
         return json_response(
             {**outcome.error.as_dict(), "requestId": request_id},
             status=status,
-            headers={"X-Amz-Function-Error": "Unhandled", "X-Request-Id": request_id},
+            headers={"X-Amz-Function-Error": "Unhandled", **executed},
         )
-    return json_response(
-        outcome.result,
-        headers={"X-Request-Id": request_id, "X-Amz-Executed-Version": str(spec.version)},
-    )
+    return json_response(outcome.result, headers=executed)
 
 
 def _known_function(request: web.Request) -> str:

@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from router import api, declare, loader, openapi, tokens, webhooks
+from router import api, declare, lambdaapi, loader, openapi, tokens, versioning, webhooks
 from router.admin import Admin
 from router.broker import Broker
 from router.bundles import Bundles, default_directory
@@ -71,8 +71,13 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SERVICES] = build_services(settings)
     own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
-    admin = [web.get(f"{api.PREFIX}/openapi.json", openapi.document), *api.routes()]
+    admin = [
+        web.get(f"{api.PREFIX}/openapi.json", openapi.document),
+        *api.routes(),
+        *versioning.routes(),
+    ]
     app.add_routes([*guarded(own), *guarded(admin, admin=True), *webhooks.routes()])
+    lambdaapi.setup(app, settings)  # the Lambda API (2015-03-31), SigV4-authenticated
     app.on_response_prepare.append(json_refusals)
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(stop_taking_events)

@@ -127,8 +127,11 @@ class Bundles:
         return target
 
     async def reconcile(self, snapshot: Snapshot) -> None:
-        """Remove unpacked bundles no function uses any more (a registry change listener)."""
-        keep = {s.code.sha256 for s in snapshot.functions.values() if s.code is not None}
+        """Remove unpacked bundles no function or published version uses any more (a
+        registry change listener)."""
+        from router.registry import code_of
+
+        keep = code_of(snapshot)
         await asyncio.to_thread(self.prune, keep | set(self._users))
 
     def prune(self, keep: set[str]) -> None:

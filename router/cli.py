@@ -98,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
     _dlq_parser(commands)
     _observe_parsers(commands)
     _deploy_parser(commands)
+    from router import cli_versions  # imports this module's client helpers
+
+    cli_versions.add_parsers(commands)
     return top
 
 

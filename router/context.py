@@ -21,17 +21,19 @@ class LambdaContext:
     log_stream_name: str = ""
     identity: object | None = None
     client_context: object | None = None
+    qualifier: str | None = None  # the alias or version the caller named
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("router.function"))
 
     @classmethod
     def create(
         cls,
         function: str,
-        version: int,
+        version: str,
         memory_mb: int,
         request_id: str,
         timeout_s: float,
         deadline_ms: int | None = None,
+        qualifier: str | None = None,
     ) -> LambdaContext:
         """The context of one call; `deadline_ms` when the caller fixed it already (an
         execution environment is told its caller's deadline)."""
@@ -39,13 +41,14 @@ class LambdaContext:
         group, stream, logger = _names(function, version, int(now // 86400))
         return cls(
             function_name=function,
-            function_version=str(version),
+            function_version=version,
             memory_limit_in_mb=memory_mb,
             aws_request_id=request_id,
             deadline_ms=deadline_ms or int(now * 1000 + timeout_s * 1000),
             log_group_name=group,
             log_stream_name=stream,
             logger=logger,
+            qualifier=qualifier,
         )
 
     @property
@@ -54,14 +57,16 @@ class LambdaContext:
 
     @property
     def invoked_function_arn(self) -> str:
-        return ARN_PREFIX + self.function_name
+        """As Lambda's: with the alias or version when the caller named one."""
+        arn = ARN_PREFIX + self.function_name
+        return f"{arn}:{self.qualifier}" if self.qualifier else arn
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self.deadline_ms - int(time.time() * 1000))
 
 
 @functools.lru_cache(maxsize=1024)
-def _names(function: str, version: int, day: int) -> tuple[str, str, logging.Logger]:
+def _names(function: str, version: str, day: int) -> tuple[str, str, logging.Logger]:
     """Log group, log stream (one per UTC day, as Lambda's) and logger: formatted once a day per
     function version rather than on every call (logging.getLogger also takes a lock)."""
     date = time.strftime("%Y/%m/%d", time.gmtime(day * 86400))

@@ -32,9 +32,9 @@ from router.invocations import InvocationStore, Record, error_record, finished
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.pool import TurnedAway
-from router.registry import Registry, Snapshot
+from router.registry import Registry, Snapshot, Target
 from router.seal import SealError
-from router.specs import AmqpTrigger, FunctionSpec
+from router.specs import LATEST, AmqpTrigger, FunctionSpec
 
 log = logging.getLogger("router.dispatcher")
 Settlement = Literal["ack", "nack"]
@@ -130,6 +130,10 @@ class Dispatcher:
             delivery = self._from_binding(function, message, snapshot)
         if delivery is None:
             return "ack"
+        target = snapshot.target_of(function, delivery.envelope.function_version)
+        if target is None:  # its version was deleted while it waited: nothing else may run it
+            return await self._settle(delivery, spec, _version_gone(delivery))
+        spec = target.spec
         age_s = time.time() - delivery.envelope.accepted_at
         if age_s >= spec.retry.max_event_age_s:
             # Too old to run at all (Lambda's maximum event age): straight to the DLQ.
@@ -143,7 +147,7 @@ class Dispatcher:
             self._metrics.child(self._metrics.async_dropped, function, "expired").inc()
             return await self._settle(delivery, spec, expired)
         try:
-            outcome = await self._run(delivery, spec)
+            outcome = await self._run(delivery, target)
         except TurnedAway:
             return "nack"  # prefetched, never started: back to the queue for other replicas
         return await self._settle(delivery, spec, outcome)
@@ -180,11 +184,17 @@ class Dispatcher:
             for name in snapshot.amqp_triggers_of(function):
                 self._metrics.child(self._metrics.filtered, function, name).inc()
             return None
-        return Delivery(function, event, _fresh_envelope(amqp, trigger))
+        # The trigger may name a version or an alias: the version drawn now is the one its
+        # retries run too.
+        target = snapshot.resolve(snapshot.triggers[trigger].function)
+        fresh = _fresh_envelope(amqp, trigger)
+        version = None if target is None else target.version
+        return Delivery(function, event, replace(fresh, function_version=version))
 
-    async def _run(self, delivery: Delivery, spec: FunctionSpec) -> Outcome:
-        """Run the event; its record says `queued` until it has a slot, then `running` with
-        the time it really started."""
+    async def _run(self, delivery: Delivery, target: Target) -> Outcome:
+        """Run the event on the version it names; its record says `queued` until it has a
+        slot, then `running` with the time it really started."""
+        spec = target.spec
         env = delivery.envelope
         record: Record = {
             "id": env.invocation_id,
@@ -192,7 +202,7 @@ class Dispatcher:
             "status": "queued",
             "trigger": env.trigger,
             "event_id": env.event_id,
-            "function_version": spec.version,
+            "function_version": target.version,
             "attempt": env.attempt,
             "created_at": env.accepted_at,
         }
@@ -216,6 +226,7 @@ class Dispatcher:
                 env.invocation_id,
                 event_id=env.event_id,
                 on_start=started,
+                version=target.version,
             )
         except TurnedAway:
             record["status"] = "queued"  # it never ran here; it goes back to the queue
@@ -245,7 +256,7 @@ class Dispatcher:
             if decision == "retry":
                 await self._retry(delivery, body, env.next_attempt(failure), spec, outcome)
             else:
-                failed = env.failed(failure, spec.version)
+                failed = env.failed(failure, env.function_version or LATEST)
                 await self._dead_letter(delivery, body, failed, outcome)
         except (BrokerError, SealError) as exc:
             log.warning(
@@ -345,6 +356,12 @@ class Dispatcher:
         self._metrics.child(self._metrics.dead_letters, function, "oversize").inc()
         self._metrics.child(self._metrics.async_dropped, function, "oversize").inc()
         return "ack"
+
+
+def _version_gone(delivery: Delivery) -> Outcome:
+    version = delivery.envelope.function_version
+    message = f"version {version} of {delivery.function!r} was deleted before the event ran"
+    return Outcome("failed", 0.0, error=ErrorInfo("VersionNotFound", message, permanent=True))
 
 
 def _fresh_envelope(amqp: events.AmqpMessage, trigger: str | None) -> Envelope:

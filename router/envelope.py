@@ -55,7 +55,9 @@ class Envelope:
     accepted_at: float
     attempt: int = 1
     errors: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-    function_version: int | None = None  # on dead letters: the version that failed
+    # The function version that runs it (`$LATEST` or a published number), drawn when the
+    # event was accepted and kept through its retries; on dead letters, the one that failed.
+    function_version: str | None = None
     # A raw AMQP message the router dead-lettered without making an event of it (too large to
     # decode): its properties and headers; the body is the message's own.
     source: dict[str, Any] | None = None
@@ -95,7 +97,7 @@ class Envelope:
             accepted_at=float(_text(accepted_at)),
             attempt=1 if attempt is None else int(attempt),
             errors=tuple(orjson.loads(_text(errors))) if errors else (),
-            function_version=None if version is None else int(version),
+            function_version=None if version is None else _text(version),
             source=orjson.loads(_text(source)) if source else None,
         )
 
@@ -108,7 +110,7 @@ class Envelope:
     def next_attempt(self, error: dict[str, Any]) -> Envelope:
         return replace(self, attempt=self.attempt + 1, errors=(*self.errors, error))
 
-    def failed(self, error: dict[str, Any], function_version: int) -> Envelope:
+    def failed(self, error: dict[str, Any], function_version: str) -> Envelope:
         """The last attempt's error recorded, for the dead-letter queue."""
         return replace(self, errors=(*self.errors, error), function_version=function_version)
 

@@ -23,20 +23,24 @@ class Ingress:
     async def enqueue(
         self,
         function: str,
-        version: int,
+        version: str,
         event: Any,
         event_id: str | None,
         trigger: str | None,
         invocation_id: str | None = None,
     ) -> str:
-        """Queue the event for the function; returns the invocation id once RabbitMQ confirmed.
+        """Queue the event for `version` of the function (`$LATEST` or a published number:
+        the one that runs it, whatever is published meanwhile); returns the invocation id
+        once RabbitMQ confirmed.
 
         The `queued` record is written after the confirm, so a refused event leaves nothing to
         undo; it is still in place before the caller hears the id. It is written only if the
         consumer has not already moved it on.
         """
         invocation_id = invocation_id or events.new_id()
-        envelope = Envelope(invocation_id, event_id or invocation_id, trigger, time.time())
+        envelope = Envelope(
+            invocation_id, event_id or invocation_id, trigger, time.time(), function_version=version
+        )
         try:
             body = orjson.dumps(event)
             headers = self._broker.seal.headers(envelope, function, body)
@@ -50,7 +54,7 @@ class Ingress:
         return invocation_id
 
 
-def _queued(function: str, version: int, envelope: Envelope) -> Record:
+def _queued(function: str, version: str, envelope: Envelope) -> Record:
     return {
         "id": envelope.invocation_id,
         "function": function,

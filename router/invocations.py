@@ -42,7 +42,7 @@ class Invocation(BaseModel):
     status: Status
     trigger: str | None = None
     event_id: str | None = None
-    function_version: int | None = None
+    function_version: str | int | None = None  # `$LATEST` or a published number
     attempt: int = 1
     created_at: float
     started_at: float | None = None

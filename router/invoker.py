@@ -18,9 +18,9 @@ from router.idempotency import Idempotency
 from router.invocations import InvocationStore, Record, finished
 from router.logstore import LogStore
 from router.metrics import Metrics
-from router.pool import Pool, Throttled
+from router.pool import Pool, Slots, Throttled
 from router.registry import Snapshot
-from router.specs import FunctionSpec
+from router.specs import LATEST, FunctionSpec
 from router.usage import Usage
 
 log = logging.getLogger("router.invoker")
@@ -35,7 +35,7 @@ class Environments:
         self._invoker = invoker
 
     async def run(self, call: Call) -> Outcome:
-        return await self._invoker.pool(call.function, call.spec).run(call)
+        return await self._invoker.pool(call.function, call.spec, call.version).run(call)
 
 
 class Invoker:
@@ -62,22 +62,31 @@ class Invoker:
         self._usage = usage
         self._logs = logs
         self._metrics = metrics
-        self.pools: dict[str, Pool] = {}
+        self.pools: dict[tuple[str, str], Pool] = {}  # by function and version
+        self.slots: dict[str, Slots] = {}  # by function, shared by its versions
         self._stopping: set[asyncio.Future[None]] = set()
         self._spawning = asyncio.Semaphore(2 * (os.cpu_count() or 1))
 
-    def pool(self, function: str, spec: FunctionSpec) -> Pool:
-        pool = self.pools.get(function)
+    def pool(self, function: str, spec: FunctionSpec, version: str = LATEST) -> Pool:
+        """The pool of one version of the function (`$LATEST` or a published number)."""
+        pool = self.pools.get((function, version))
         if pool is None:
-            pool = self.pools[function] = Pool(
-                function, spec, self._metrics, self._spawning, self._launcher
+            slots = self.slots.get(function)
+            if slots is None:
+                slots = self.slots[function] = Slots(function, spec.concurrency.max, self._metrics)
+            pool = self.pools[function, version] = Pool(
+                function, version, spec, slots, self._metrics, self._spawning, self._launcher
             )
-        elif pool.spec.version != spec.version:
+        elif pool.spec is not spec:  # a registry change: adopt it (cheap when nothing moved)
             for worker in pool.update(spec):
                 stopping = asyncio.ensure_future(worker.stop())
                 self._stopping.add(stopping)
                 stopping.add_done_callback(self._stopping.discard)
         return pool
+
+    def pools_of(self, function: str) -> list[Pool]:
+        slots = self.slots.get(function)
+        return list(slots.pools) if slots is not None else []
 
     async def invoke(
         self,
@@ -89,65 +98,56 @@ class Invoker:
         event_id: str | None = None,
         wait: bool = True,
         client_context: str | None = None,
+        version: str = LATEST,
+        qualifier: str | None = None,
         on_start: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Run the call; with `wait=False` raise Throttled at `concurrency.max` instead.
+        """Run the call on `version` of the function (`spec` is that version's); with
+        `wait=False` raise Throttled at `concurrency.max` instead. `qualifier` is the alias or
+        version the caller named, for the invoked ARN.
 
         An idempotent function's duplicate (same event id) is answered without running.
         """
-        run = functools.partial(
-            self._run, function, spec, event, request_id, wait, client_context, on_start
-        )
+        call = Call(function, spec, event, request_id, client_context, version, qualifier)
+        run = functools.partial(self._run, call, wait, on_start)
         if spec.idempotent and event_id:
             return await self._idempotency.run(function, spec, event_id, run)
         return await run()
 
     async def _run(
-        self,
-        function: str,
-        spec: FunctionSpec,
-        event: Any,
-        request_id: str,
-        wait: bool,
-        client_context: str | None = None,
-        on_start: Callable[[], None] | None = None,
+        self, call: Call, wait: bool, on_start: Callable[[], None] | None = None
     ) -> Outcome:
-        pool = self.pool(function, spec)
+        function, spec, request_id = call.function, call.spec, call.request_id
+        slots = self.pool(function, spec, call.version).slots
         try:
-            if not pool.take():
-                await pool.acquire(wait)
+            if not slots.take():
+                await slots.acquire(wait)
         except Throttled:
             self._metrics.child(self._metrics.throttles, function).inc()
             raise
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "START RequestId: %s Function: %s Version: %d",
+                "START RequestId: %s Function: %s Version: %s",
                 request_id,
                 function,
-                spec.version,
+                call.version,
                 extra={"request_id": request_id, "function": function},
             )
         if on_start is not None:
             on_start()  # it has a slot now: it is running, no longer waiting
-        call = Call(function, spec, event, request_id, client_context)
         started = time.time()
         try:
             outcome = await self._executors[spec.isolation].run(call)
         finally:
-            pool.release()
-        self._report(function, spec, request_id, outcome)
+            slots.release()
+        self._report(call, outcome)
         if not wait and outcome.error is not None:
             # A sync caller sees no traceback; the record (by request id) and the log keep it.
-            self._store.save(_sync_record(function, spec.version, request_id, started, outcome))
+            self._store.save(_sync_record(function, call.version, request_id, started, outcome))
         return outcome
 
-    def _report(
-        self,
-        function: str,
-        spec: FunctionSpec,
-        request_id: str,
-        outcome: Outcome,
-    ) -> None:
+    def _report(self, call: Call, outcome: Outcome) -> None:
+        function, spec, request_id = call.function, call.spec, call.request_id
         memory_mb = outcome.max_memory_mb
         billed_ms = outcome.billed_ms
         gb_seconds = billed_ms / 1000 * spec.memory_mb / 1024
@@ -160,32 +160,39 @@ class Invoker:
         if log.isEnabledFor(logging.INFO):  # every invocation, its failure named
             failure = "" if error is None else f"\tError: {error.type}: {error.message[:300]}"
             extra = {"request_id": request_id, "function": function}
-            log.info("%s\tStatus: %s%s", report, outcome.status, failure, extra=extra)
+            log.info(
+                "%s\tStatus: %s\tVersion: %s%s",
+                report,
+                outcome.status,
+                call.version,
+                failure,
+                extra=extra,
+            )
         # As Lambda writes them: every invocation's START, output, error and END, REPORT.
         self._logs.append(
             function,
             request_id,
-            (
-                f"START RequestId: {request_id} Version: {spec.version}\n{outcome.logs}"
-                f"{_failure(error)}END RequestId: {request_id}\n{report}\n"
-            ),
+            invocation_log(call, outcome, report),
             spec.log_max_entries,
             spec.log_retention_s,
         )
 
     def turn_away(self) -> None:
         """Shutting down: invocations still waiting for a slot raise TurnedAway."""
-        for pool in self.pools.values():
-            pool.turn_away()
+        for slots in self.slots.values():
+            slots.turn_away()
 
     def environments(self) -> int:
         """Process environments of every function, running, idle or starting."""
         return sum(pool.total for pool in self.pools.values())
 
     async def reconcile(self, snapshot: Snapshot) -> None:
-        """Close the pools of functions that left the registry."""
-        for function in set(self.pools) - set(snapshot.functions):
-            await self.pools.pop(function).close()
+        """Close the pools of functions and versions that left the registry."""
+        for function, version in list(self.pools):
+            if snapshot.version_target(function, version) is None:
+                await self.pools.pop((function, version)).close()
+        for function in set(self.slots) - set(snapshot.functions):
+            del self.slots[function]
 
     async def close(self) -> None:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
@@ -193,8 +200,19 @@ class Invoker:
         await self._local.close()
 
 
+def invocation_log(call: Call, outcome: Outcome, report: str | None = None) -> str:
+    """An invocation's log as Lambda frames it: START (with the version that ran), the
+    output, the error with its trace, END and REPORT."""
+    request_id = call.request_id
+    report = report or _report_line(request_id, call.spec.memory_mb, outcome)
+    return (
+        f"START RequestId: {request_id} Version: {call.version}\n{outcome.logs}"
+        f"{_failure(outcome.error)}END RequestId: {request_id}\n{report}\n"
+    )
+
+
 def _sync_record(
-    function: str, version: int, request_id: str, started: float, outcome: Outcome
+    function: str, version: str, request_id: str, started: float, outcome: Outcome
 ) -> Record:
     return {
         "id": request_id,

@@ -19,6 +19,26 @@ class Names:
         return f"{self.namespace}:triggers"
 
     @property
+    def versions(self) -> str:
+        """Published versions of every function, fields `{function}:{number}` (immutable)."""
+        return f"{self.namespace}:versions"
+
+    @property
+    def aliases(self) -> str:
+        """Aliases of every function, fields `{function}:{alias}`."""
+        return f"{self.namespace}:aliases"
+
+    @property
+    def published(self) -> str:
+        """The last version number published per function (numbers are never reused)."""
+        return f"{self.namespace}:published"
+
+    @property
+    def function_urls(self) -> str:
+        """Function URL configs (Lambda API), fields `{function}` or `{function}:{alias}`."""
+        return f"{self.namespace}:function-urls"
+
+    @property
     def registry_version(self) -> str:
         return f"{self.namespace}:registry:version"
 

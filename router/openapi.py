@@ -11,7 +11,14 @@ from pydantic import TypeAdapter
 
 from router.invocations import Invocation
 from router.responses import json_response
-from router.specs import NAME_PATTERN, FunctionSpec, TriggerSpec
+from router.specs import (
+    ALIAS_PATTERN,
+    NAME_PATTERN,
+    TARGET_PATTERN,
+    AliasSpec,
+    FunctionSpec,
+    TriggerSpec,
+)
 
 REF = "#/components/schemas/"
 
@@ -110,13 +117,14 @@ def _crud(kind: str, schema: str, listing: str) -> dict[str, Any]:
 
 
 def _invoke() -> dict[str, Any]:
+    target = {**NAME, "schema": {"type": "string", "pattern": TARGET_PATTERN}}
     return {
         "/functions/{name}/invoke": {
             "post": {
-                "summary": "Invoke a function with the request body as its event",
+                "summary": "Invoke `name`, `name:7` or `name:alias` with the body as its event",
                 "operationId": "invoke",
                 "parameters": [
-                    NAME,
+                    target,
                     {
                         "name": "mode",
                         "in": "query",
@@ -267,6 +275,103 @@ def _dlq() -> dict[str, Any]:
                 "summary": "Purge one dead letter",
                 "operationId": "purge_dead_letter",
                 "responses": {"200": _answer("purged", purged), **ERRORS},
+            },
+        },
+    }
+
+
+def _versions() -> dict[str, Any]:
+    version = {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+    }
+    alias = {
+        "name": "alias",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": ALIAS_PATTERN},
+    }
+    listing = {
+        "type": "object",
+        "properties": {"versions": {"type": "array", "items": _ref("Version")}},
+    }
+    aliases = {
+        "type": "object",
+        "properties": {"aliases": {"type": "array", "items": _ref("AliasRecord")}},
+    }
+    publish_body = {
+        "type": "object",
+        "properties": {"description": {"type": "string", "maxLength": 1024}},
+        "additionalProperties": False,
+    }
+    conflict = {"409": _answer("in use by an alias or a trigger", _ref("Error"))}
+    return {
+        "/functions/{name}/versions": {
+            "parameters": [NAME],
+            "get": {
+                "summary": "Published versions",
+                "operationId": "list_versions",
+                "responses": {"200": _answer("versions, oldest first", listing), **ERRORS},
+            },
+            "post": {
+                "summary": "Publish $LATEST as an immutable version",
+                "operationId": "publish_version",
+                "requestBody": {"required": False, **_json(publish_body)},
+                "responses": {
+                    "201": _answer("published", _ref("Version")),
+                    "200": _answer(
+                        "unchanged since the last version: that version", _ref("Version")
+                    ),
+                    "412": _answer("changed meanwhile", _ref("Error")),
+                    **ERRORS,
+                },
+            },
+        },
+        "/functions/{name}/versions/{version}": {
+            "parameters": [NAME, version],
+            "get": {
+                "summary": "A published version",
+                "operationId": "get_version",
+                "responses": {"200": _answer("the version", _ref("Version")), **ERRORS},
+            },
+            "delete": {
+                "summary": "Delete a published version",
+                "operationId": "delete_version",
+                "responses": {"204": _answer("deleted"), **conflict, **ERRORS},
+            },
+        },
+        "/functions/{name}/aliases": {
+            "parameters": [NAME],
+            "get": {
+                "summary": "Aliases",
+                "operationId": "list_aliases",
+                "responses": {"200": _answer("aliases", aliases), **ERRORS},
+            },
+        },
+        "/functions/{name}/aliases/{alias}": {
+            "parameters": [NAME, alias],
+            "get": {
+                "summary": "An alias",
+                "operationId": "get_alias",
+                "responses": {"200": _answer("the alias", _ref("AliasRecord")), **ERRORS},
+            },
+            "put": {
+                "summary": "Create or replace an alias",
+                "operationId": "put_alias",
+                "requestBody": {"required": True, **_json(_ref("Alias"))},
+                "responses": {
+                    "200": _answer("replaced", _ref("AliasRecord")),
+                    "201": _answer("created", _ref("AliasRecord")),
+                    "412": _answer("changed meanwhile", _ref("Error")),
+                    **ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete an alias",
+                "operationId": "delete_alias",
+                "responses": {"204": _answer("deleted"), **conflict, **ERRORS},
             },
         },
     }
@@ -451,6 +556,16 @@ def _schemas() -> dict[str, Any]:
     adapter: TypeAdapter[Any] = TypeAdapter(TriggerSpec)
     defs: dict[str, Any] = {}
     function = FunctionSpec.model_json_schema(ref_template=REF + "{model}")
+    alias = AliasSpec.model_json_schema(ref_template=REF + "{model}")
+    alias["properties"].pop("revision", None)
+    alias_record = copy.deepcopy(alias)
+    alias_record["properties"] = {
+        "function": {"type": "string"},
+        "name": {"type": "string"},
+        **alias_record["properties"],
+        "revision": {"type": "integer"},
+    }
+    alias_record["required"] = ["function", "name", "function_version", "revision"]
     trigger = adapter.json_schema(ref_template=REF + "{model}")
     invocation = Invocation.model_json_schema(ref_template=REF + "{model}")
     for schema in (function, trigger, invocation):
@@ -474,6 +589,23 @@ def _schemas() -> dict[str, Any]:
         "Trigger": trigger,
         "TriggerRecord": trigger_record,
         "Invocation": invocation,
+        "Alias": alias,
+        "AliasRecord": alias_record,
+        "Version": {
+            "type": "object",
+            "required": ["function", "version"],
+            "properties": {
+                "function": {"type": "string"},
+                "version": {"type": "string"},
+                "description": {"type": "string"},
+                "code_sha256": {"type": ["string", "null"]},
+                "code_size": {"type": ["integer", "null"]},
+                "runtime": {"type": ["string", "null"]},
+                "handler": {"type": "string"},
+                "published_at": {"type": ["number", "null"]},
+                "revision": {"type": "integer"},
+            },
+        },
         "DeadLetter": {
             "type": "object",
             "required": ["id", "kind", "errors", "event", "size"],
@@ -488,7 +620,7 @@ def _schemas() -> dict[str, Any]:
                 "trigger": {"type": ["string", "null"]},
                 "attempts": {"type": ["integer", "null"]},
                 "errors": {"type": "array", "items": {"type": "object"}},
-                "function_version": {"type": ["integer", "null"]},
+                "function_version": {"type": ["string", "integer", "null"]},
                 "accepted_at": {"type": ["number", "null"]},
                 "reason": {},
                 "event": {},
@@ -540,6 +672,7 @@ def build() -> dict[str, Any]:
             **_invocations(),
             **_dlq(),
             **_observability(),
+            **_versions(),
         },
     }
 

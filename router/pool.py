@@ -1,9 +1,10 @@
-"""A function's pool: its concurrency slots and, for process isolation, its warm environments.
+"""A function's concurrency slots, and a pool of warm environments per version it runs.
 
 Slots bound how many invocations of the function run at once in this replica, whatever their
-isolation; over `concurrency.max` a sync caller is throttled and a queued event waits. Process
-environments are reused while warm, started cold when none is idle, and stopped by the scaler
-only when idle, never while busy.
+isolation and whichever of its versions they run; over `concurrency.max` a sync caller is
+throttled and a queued event waits. Each version (`$LATEST`, a published number) has a pool of
+its own process environments, so two versions run side by side; environments are reused while
+warm, started cold when none is idle, and stopped by the scaler only when idle, never while busy.
 """
 
 from __future__ import annotations
@@ -36,48 +37,29 @@ class TurnedAway(Exception):
     """The replica is shutting down: a call still waiting for a slot will not get one."""
 
 
-class Pool:
-    def __init__(
-        self,
-        function: str,
-        spec: FunctionSpec,
-        metrics: Metrics,
-        spawning: asyncio.Semaphore,
-        launcher: Launcher,
-    ) -> None:
+class Slots:
+    """A function's concurrency in this replica: `concurrency.max` invocations at once,
+    shared by the pools of all its versions (as Lambda's reserved concurrency is)."""
+
+    def __init__(self, function: str, maximum: int, metrics: Metrics) -> None:
         self.function = function
-        self._launcher = launcher
-        self.spec = spec
+        self.maximum = maximum
         self.in_flight = 0
+        self.pools: list[Pool] = []
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self.idle: list[Worker] = []
-        self.busy: set[Worker] = set()
-        self.starting = 0
         self._metrics = metrics
-        # Callers waiting for an environment at `concurrency.max`, woken by any check-in.
-        self._returns: list[asyncio.Future[None]] = []
-        self._spawning = spawning  # shared by all pools: cold starts are CPU-bound
+        self._watched = False
         # Invocations running now are the slots taken, read when Prometheus scrapes.
         metrics.child(metrics.concurrent, function).set_function(lambda: self.in_flight)
 
-    @property
-    def total(self) -> int:
-        return len(self.idle) + len(self.busy) + self.starting
-
-    def update(self, spec: FunctionSpec) -> list[Worker]:
-        """Adopt a new version; returns idle environments of the old one, for stopping (busy
-        ones finish their call and are stopped when they check in)."""
-        stale = self.idle if spec.version != self.spec.version else []
-        if stale:
-            self.idle = []
-        self.spec = spec
+    def resize(self, maximum: int) -> None:
+        self.maximum = maximum
         self._hand_over()  # a raised `concurrency.max` lets waiters in at once
-        return stale
 
     def take(self) -> bool:
         """Take a free slot if there is one and nobody waits for it (the common case: no
         coroutine, no lock, no future)."""
-        if self.in_flight < self.spec.concurrency.max and not self._waiters:
+        if self.in_flight < self.maximum and not self._waiters:
             self.in_flight += 1
             return True
         return False
@@ -119,15 +101,89 @@ class Pool:
     def _hand_over(self) -> None:
         """Give free slots to waiters, first come first served (after a release or a raise of
         `concurrency.max`)."""
-        while self._waiters and self.in_flight < self.spec.concurrency.max:
+        while self._waiters and self.in_flight < self.maximum:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self.in_flight += 1
                 waiter.set_result(None)
 
+    def watch_workers(self) -> None:
+        """`router_workers{function}` sums the pools of every version, read when scraped. Set
+        once an environment exists, so functions that never had one show none."""
+        if self._watched:
+            return
+        self._watched = True
+        workers, child = self._metrics.workers, self._metrics.child
+        child(workers, self.function, "busy").set_function(
+            lambda: sum(len(p.busy) for p in self.pools)
+        )
+        child(workers, self.function, "idle").set_function(
+            lambda: sum(len(p.idle) for p in self.pools)
+        )
+
+
+class Pool:
+    """The process environments of one version of a function."""
+
+    def __init__(
+        self,
+        function: str,
+        version: str,
+        spec: FunctionSpec,
+        slots: Slots,
+        metrics: Metrics,
+        spawning: asyncio.Semaphore,
+        launcher: Launcher,
+    ) -> None:
+        self.function = function
+        self.version = version  # `$LATEST` or a published number
+        self._launcher = launcher
+        self.spec = spec
+        self.slots = slots
+        slots.pools.append(self)
+        self.idle: list[Worker] = []
+        self.busy: set[Worker] = set()
+        self.starting = 0
+        self.calls = 0  # invocations in this pool now (running, or waiting for an environment)
+        self.last_used = 0.0  # monotonic time of the last invocation: the scaler's "active"
+        self._metrics = metrics
+        # Callers waiting for an environment at `concurrency.max`, woken by any check-in.
+        self._returns: list[asyncio.Future[None]] = []
+        self._spawning = spawning  # shared by all pools: cold starts are CPU-bound
+
+    @property
+    def total(self) -> int:
+        return len(self.idle) + len(self.busy) + self.starting
+
+    @property
+    def in_flight(self) -> int:
+        return self.slots.in_flight
+
+    @property
+    def waiting(self) -> int:
+        return self.slots.waiting
+
+    def update(self, spec: FunctionSpec) -> list[Worker]:
+        """Adopt a new spec; returns idle environments of an older change of it, for stopping
+        (busy ones finish their call and are stopped when they check in)."""
+        stale = self.idle if spec.version != self.spec.version else []
+        if stale:
+            self.idle = []
+        self.spec = spec
+        self.slots.resize(spec.concurrency.max)
+        return stale
+
     async def run(self, call: Call) -> Outcome:
         """Run on a warm environment, or a cold one when none is idle; after a cold start the
         outcome carries the init duration, as Lambda's REPORT line has it."""
+        self.calls += 1
+        self.last_used = time.monotonic()
+        try:
+            return await self._run(call)
+        finally:
+            self.calls -= 1
+
+    async def _run(self, call: Call) -> Outcome:
         try:
             worker, cold = await self._checkout()
         except InitError as exc:
@@ -179,15 +235,16 @@ class Pool:
         self.starting += 1
         try:
             async with self._spawning:
-                worker = await self._launcher.start(self.function, self.spec)
+                worker = await self._launcher.start(self.function, self.spec, self.version)
         finally:
             self.starting -= 1
-        self._watch_gauges()
+        self.slots.watch_workers()
         self._metrics.cold_starts.labels(self.function).inc()
         self._metrics.init_duration.labels(self.function).observe(worker.init_ms / 1000)
         log.info(
-            "INIT function=%s pid=%d Init Duration: %.2f ms%s",
+            "INIT function=%s version=%s pid=%d Init Duration: %.2f ms%s",
             self.function,
+            self.version,
             worker.pid,
             worker.init_ms,
             " (cold start)" if cold else "",
@@ -219,14 +276,9 @@ class Pool:
         now = time.monotonic()
         return [now - w.idle_since for w in self.idle]
 
-    def _watch_gauges(self) -> None:
-        """`router_workers` is read from the pool when scraped, so a call costs no gauge
-        updates. Set once an environment exists, so functions that never had one show none."""
-        workers, child = self._metrics.workers, self._metrics.child
-        child(workers, self.function, "busy").set_function(lambda: len(self.busy))
-        child(workers, self.function, "idle").set_function(lambda: len(self.idle))
-
     async def close(self) -> None:
         workers = [*self.idle, *self.busy]
         self.idle, self.busy = [], set()
+        if self in self.slots.pools:
+            self.slots.pools.remove(self)
         await asyncio.gather(*(w.kill() for w in workers))

@@ -1,5 +1,9 @@
-"""The scaler: sizes each function's pool of process environments from its queue depth and
-in-flight count, several times a second. The decision is `plan`, a pure function."""
+"""The scaler: sizes each function's pools of process environments from its queue depth and
+in-flight count, several times a second. The decision is `plan`, a pure function.
+
+A function has a pool per version it runs. The one used last (`$LATEST` until another ran) is
+its active pool: it gets the warm minimum and the queue's backlog; the others are sized by
+their own calls and shrink to nothing once idle past the keep-warm period."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from router.broker import Broker
 from router.invoker import Invoker
 from router.metrics import Metrics
+from router.pool import Pool
 from router.registry import Registry
+from router.specs import FunctionSpec
 
 log = logging.getLogger("router.scaler")
 
@@ -77,23 +83,30 @@ class Scaler:
             ready = await self._depth(function, spec.concurrency.max)
             if ready is None or spec.isolation != "process":
                 continue
-            pool = self._invoker.pool(function, spec)
-            start, stop = plan(
-                total=pool.total,
-                busy=len(pool.busy),
-                demand=pool.in_flight + pool.waiting + ready,
-                idle_ages=pool.idle_ages(),
-                minimum=spec.concurrency.min,
-                maximum=spec.concurrency.max,
-                keep_warm_s=self._keep_warm_s,
-            )
-            start = min(start, max(0, self._max_environments - self._invoker.environments()))
-            if start:
-                growing = asyncio.ensure_future(pool.grow(start))  # up at once, off this loop
-                self._growing.add(growing)
-                growing.add_done_callback(self._growing.discard)
-            if stop:
-                await pool.shrink(stop, self._keep_warm_s)
+            latest = self._invoker.pool(function, spec)
+            pools = self._invoker.pools_of(function)
+            active = max(pools, key=lambda p: p.last_used, default=latest)
+            for pool in pools:
+                await self._size(pool, spec, pool is active, ready)
+
+    async def _size(self, pool: Pool, spec: FunctionSpec, active: bool, ready: int) -> None:
+        backlog = pool.waiting + ready if active else 0
+        start, stop = plan(
+            total=pool.total,
+            busy=len(pool.busy),
+            demand=pool.calls + backlog,
+            idle_ages=pool.idle_ages(),
+            minimum=spec.concurrency.min if active else 0,
+            maximum=spec.concurrency.max,
+            keep_warm_s=self._keep_warm_s,
+        )
+        start = min(start, max(0, self._max_environments - self._invoker.environments()))
+        if start:
+            growing = asyncio.ensure_future(pool.grow(start))  # up at once, off this loop
+            self._growing.add(growing)
+            growing.add_done_callback(self._growing.discard)
+        if stop:
+            await pool.shrink(stop, self._keep_warm_s)
 
     async def _depth(self, function: str, concurrency: int) -> int | None:
         """The queue's ready count; also where a queue found without consumers is reported."""

@@ -129,7 +129,7 @@ class Scheduler:
         return {
             name: trigger
             for name, trigger in snapshot.triggers.items()
-            if isinstance(trigger, ScheduleTrigger) and _target(snapshot, trigger) is not None
+            if isinstance(trigger, ScheduleTrigger) and snapshot.routing(trigger.function)
         }
 
     async def _follow(self, triggers: dict[str, ScheduleTrigger], now: float) -> None:
@@ -197,7 +197,8 @@ class Scheduler:
         publish gives the claim back at once, for the next sweep."""
         snapshot = self._registry.snapshot
         trigger = snapshot.triggers.get(name)
-        target = _target(snapshot, trigger) if isinstance(trigger, ScheduleTrigger) else None
+        # `fn`, `fn:7` or `fn:alias`: a weighted alias draws its version for each tick
+        target = snapshot.resolve(trigger.function) if trigger else None
         try:
             if not isinstance(trigger, ScheduleTrigger) or target is None:
                 await self._ticks.done(name, tick)  # deleted since the claim
@@ -207,7 +208,7 @@ class Scheduler:
             if event is None:
                 event = schedules.scheduled_event(event_id, name, tick, self._region, ACCOUNT)
             try:
-                await self._ingress.enqueue(*target, event, event_id, name)
+                await self._ingress.enqueue(target.function, target.version, event, event_id, name)
             except BrokerError as exc:
                 log.warning("schedule %s: tick %d not queued (%s); retrying", name, tick, exc)
                 await self._ticks.release(name, tick)
@@ -217,10 +218,3 @@ class Scheduler:
             await self._ticks.done(name, tick)
         except RedisError as exc:  # the lease runs out: the tick is retried, or sent again
             log.warning("schedule %s: tick %d: Redis away (%s)", name, tick, exc)
-
-
-def _target(snapshot: Snapshot, trigger: ScheduleTrigger) -> tuple[str, int] | None:
-    """The function a trigger's ticks are queued for, and the version they run: None while
-    it does not exist."""
-    spec = snapshot.functions.get(trigger.function)
-    return None if spec is None else (trigger.function, spec.version)

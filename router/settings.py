@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from router.sigv4 import Credentials
+
 PREFIX = "ROUTER_"
 MIN_TOKEN = 16  # a guessable token is no token
 
@@ -47,6 +49,8 @@ class Settings:
     max_connections: int = 0  # 0: derived from the open-file limit (router.connections)
     log_level: str = "INFO"
     log_format: str = "auto"
+    # Lambda API access keys, `AKID:SECRET[,AKID:SECRET...]`; never shown (repr, logs, errors).
+    aws_credentials: str = field(default="", repr=False)
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -84,6 +88,10 @@ class Settings:
             )
         self._check_bounds()
         self._check_urls()
+        try:
+            Credentials.parse(self.aws_credentials)
+        except ValueError as exc:
+            raise SettingsError(f"ROUTER_AWS_CREDENTIALS: {exc}") from None
 
     def _check_bounds(self) -> None:
         for name, least in (

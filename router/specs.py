@@ -23,8 +23,13 @@ from router import filters, loader, schedules, signatures
 from router.names import is_router_exchange
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+LATEST = "$LATEST"  # the editable version of a function; published versions are numbers
+ALIAS_PATTERN = r"^(?![0-9]+$)[A-Za-z0-9_-]{1,128}$"  # Lambda's: not all digits
+# What a trigger or an invoke may name: `fn`, `fn:$LATEST`, `fn:7` (a version), `fn:live` (an alias)
+TARGET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(:(\$LATEST|[0-9]{1,9}|[A-Za-z0-9_-]{1,128}))?$"
 HANDLER_PATTERN = r"^\S{1,128}$"  # Lambda's; each runtime checks its own form below
 _NAME = re.compile(NAME_PATTERN)
+_TARGET = re.compile(TARGET_PATTERN)
 RUNTIME_PATTERN = r"^(python3\.(9|1\d)|nodejs\d{2}\.x|provided(\.al2|\.al2023)?)$"
 
 # Server-managed fields a client may send back unchanged (GET, edit, PUT) and that we ignore.
@@ -40,6 +45,16 @@ READ_ONLY_FIELDS = (
 
 def valid_name(name: str) -> bool:
     return bool(_NAME.match(name))
+
+
+def valid_target(target: str) -> bool:
+    return bool(_TARGET.match(target))
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """`fn:live` -> ("fn", "live"); `fn` -> ("fn", None). Function names have no colon."""
+    function, _, qualifier = target.partition(":")
+    return function, qualifier or None
 
 
 class Spec(BaseModel):
@@ -101,7 +116,11 @@ class FunctionSpec(Spec):
     log_retention_s: int | None = Field(
         None, ge=60, le=90 * 86400, description="how long they are kept (else the router's)"
     )
+    role: str = Field(
+        "", max_length=2048, description="Lambda's execution role ARN: kept, not used"
+    )
     version: int = Field(0, ge=0, description="bumped by the registry on every change")
+    updated_at: float | None = Field(None, description="set by the registry: last change")
     source_sha256: str | None = Field(
         None, description="set by the router: the handler module's file, for code on its path"
     )
@@ -150,8 +169,9 @@ class FunctionSpec(Spec):
         return runtime_family(self.runtime)
 
     def same_definition(self, other: FunctionSpec) -> bool:
-        """Equal apart from the registry-managed version."""
-        return self.model_dump(exclude={"version"}) == other.model_dump(exclude={"version"})
+        """Equal apart from what the registry manages (change counter and time)."""
+        managed = {"version", "updated_at"}
+        return self.model_dump(exclude=managed) == other.model_dump(exclude=managed)
 
 
 NODE_HANDLER = re.compile(r"^[\w./-]*[\w-]\.[A-Za-z_$][\w$.]*$")
@@ -169,7 +189,7 @@ REDACTED = "<redacted>"
 class Verify(Spec):
     """How a webhook's sender is verified. `none` must be chosen explicitly."""
 
-    scheme: Literal["none", "standard-webhooks", "github", "stripe", "slack", "hmac"]
+    scheme: Literal["none", "standard-webhooks", "github", "stripe", "slack", "hmac", "aws-iam"]
     secrets: list[str] = Field(
         default_factory=list,
         max_length=10,
@@ -191,9 +211,9 @@ class Verify(Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> Verify:
-        if self.scheme == "none":
+        if self.scheme in ("none", "aws-iam"):  # aws-iam: the keys of ROUTER_AWS_CREDENTIALS
             if self.secrets:
-                raise ValueError("scheme 'none' takes no secrets")
+                raise ValueError(f"scheme {self.scheme!r} takes no secrets")
             return self
         if not self.secrets or any(not s for s in self.secrets):
             raise ValueError(f"scheme {self.scheme!r} needs at least one non-empty secret")
@@ -242,7 +262,10 @@ class RateLimit(Spec):
 
 
 class TriggerBase(Spec):
-    function: str = Field(pattern=NAME_PATTERN)
+    function: str = Field(
+        pattern=TARGET_PATTERN,
+        description="`name`, `name:7` (a published version) or `name:alias`",
+    )
     filter: dict[str, Any] | None = Field(
         None, description="an AWS event pattern matched against the event"
     )
@@ -292,6 +315,37 @@ class AmqpTrigger(TriggerBase):
                 " internal traffic, of this namespace or another"
             )
         return exchange
+
+
+class AliasSpec(Spec):
+    """A name for a published version (or $LATEST), optionally splitting traffic with a second
+    version by weight, as Lambda's aliases and their RoutingConfig do."""
+
+    function_version: str = Field(pattern=r"^(\$LATEST|[0-9]{1,9})$")
+    description: str = Field("", max_length=256)
+    routing: dict[str, float] = Field(
+        default_factory=dict,
+        description='{"<version>": weight}: that share of invocations runs the other version',
+    )
+    revision: int = Field(0, ge=0, description="bumped by the registry on every change")
+
+    @model_validator(mode="after")
+    def _routing_fits(self) -> AliasSpec:
+        if len(self.routing) > 1:
+            raise ValueError("routing takes one additional version")
+        for version, weight in self.routing.items():
+            if not version.isdigit():
+                raise ValueError(f"routing version {version!r} must be a published version")
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"routing weight {weight} must be between 0 and 1")
+            if version == self.function_version:
+                raise ValueError("the additional version must differ from function_version")
+            if self.function_version == LATEST:
+                raise ValueError("routing needs function_version to be a published version")
+        return self
+
+    def versions(self) -> list[str]:
+        return [self.function_version, *self.routing]
 
 
 class ScheduleTrigger(TriggerBase):

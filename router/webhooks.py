@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import math
 import time
@@ -21,6 +22,7 @@ from router import encodings, events, filters, signatures
 from router.broker import BrokerError
 from router.executors import Outcome
 from router.guards import error_response
+from router.lambdaapi.gateway import VERIFIER
 from router.pool import Throttled
 from router.registry import Snapshot
 from router.responses import (
@@ -32,7 +34,8 @@ from router.responses import (
     unavailable,
 )
 from router.services import Services, services
-from router.specs import WebhookTrigger
+from router.sigv4 import AuthError, Message
+from router.specs import WebhookTrigger, split_target
 
 log = logging.getLogger("router.webhooks")
 
@@ -58,7 +61,7 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
         return unavailable("this replica is shutting down")
     snapshot = svc.registry.snapshot
     trigger = snapshot.triggers.get(name)
-    if not isinstance(trigger, WebhookTrigger) or trigger.function not in snapshot.functions:
+    if not isinstance(trigger, WebhookTrigger) or snapshot.routing(trigger.function) is None:
         return json_error(404, f"no webhook trigger named {name!r}")
     if "*" not in trigger.methods and request.method not in trigger.methods:
         allowed = ", ".join(trigger.methods)
@@ -67,7 +70,9 @@ async def _answer(request: web.Request, svc: Services, name: str) -> web.StreamR
     if isinstance(body, web.Response):
         return body
     headers = events.joined_headers(request.headers.items())
-    claimed = await _guard(svc, name, trigger, headers, body) if _guarded(trigger) else None
+    claimed = (
+        await _guard(request, svc, name, trigger, headers, body) if _guarded(trigger) else None
+    )
     if isinstance(claimed, web.Response):
         return claimed
     content = _decoded(request, trigger, body)
@@ -106,18 +111,40 @@ def _decoded(request: web.Request, trigger: WebhookTrigger, body: bytes) -> byte
         return json_error(exc.status, str(exc), headers=exc.headers)
 
 
+def _aws_iam(request: web.Request, svc: Services, name: str, body: bytes) -> web.Response | None:
+    """A function URL with AuthType AWS_IAM: the request is SigV4-signed (service `lambda`)
+    with a key of ROUTER_AWS_CREDENTIALS, over the bytes as sent. None lets it through."""
+    verifier = request.app[VERIFIER]
+    message = Message.of(request.method, request.raw_path, request.headers.items())
+    try:
+        verifier.verify(verifier.claimed(message), message, hashlib.sha256(body).hexdigest())
+    except AuthError as exc:
+        svc.metrics.rejected(name, "signature")
+        return json_error(403, str(exc).split("\n", 1)[0], type=exc.error_type)
+    return None
+
+
 def _guarded(trigger: WebhookTrigger) -> bool:
     """Whether `_guard` has anything to check (an unsigned, unlimited trigger does not)."""
     return trigger.verify.scheme != "none" or trigger.rate_limit is not None
 
 
 async def _guard(
-    svc: Services, name: str, trigger: WebhookTrigger, headers: dict[str, str], body: bytes
+    request: web.Request,
+    svc: Services,
+    name: str,
+    trigger: WebhookTrigger,
+    headers: dict[str, str],
+    body: bytes,
 ) -> str | web.Response | None:
     """Signature, rate limit and replay checks. Returns the claimed replay key (None when
     the trigger is unverified) or the response refusing the request."""
     replay_key = None
-    if trigger.verify.scheme != "none":
+    if trigger.verify.scheme == "aws-iam":
+        refused = _aws_iam(request, svc, name, body)
+        if refused is not None:
+            return refused
+    elif trigger.verify.scheme in signatures.SCHEMES:
         verdict = signatures.SCHEMES[trigger.verify.scheme](
             trigger.verify.check(), headers, body, time.time()
         )
@@ -155,7 +182,7 @@ async def _dispatch(
     http = _http_request(request, body)
     event = events.webhook_event(http, request_id, events.utcnow(), joined=headers)
     if trigger.filter is not None and not filters.matches(trigger.filter, filter_view(event)):
-        svc.metrics.filtered.labels(trigger.function, name).inc()
+        svc.metrics.filtered.labels(split_target(trigger.function)[0], name).inc()
         return web.json_response({"filtered": True}, status=202 if trigger.mode == "async" else 200)
     event_id = events.webhook_event_id(event["headers"])
     if trigger.mode == "async":
@@ -172,10 +199,11 @@ async def _enqueue(
     event_id: str | None,
     request_id: str,
 ) -> web.StreamResponse:
-    version = snapshot.functions[trigger.function].version
+    target = snapshot.resolve(trigger.function)
+    assert target is not None  # checked by _answer, on this same snapshot
     try:
         invocation_id = await svc.ingress.enqueue(
-            trigger.function, version, event, event_id, name, invocation_id=request_id
+            target.function, target.version, event, event_id, name, invocation_id=request_id
         )
     except BrokerError as exc:
         log.warning("async webhook %s not accepted: %s", name, exc)
@@ -191,13 +219,21 @@ async def _run(
     request_id: str,
     event_id: str | None,
 ) -> web.StreamResponse:
-    spec = snapshot.functions[trigger.function]
+    target = snapshot.resolve(trigger.function)
+    assert target is not None  # checked by _answer, on this same snapshot
     try:
         outcome = await svc.invoker.invoke(
-            trigger.function, spec, event, request_id, event_id=event_id, wait=False
+            target.function,
+            target.spec,
+            event,
+            request_id,
+            event_id=event_id,
+            wait=False,
+            version=target.version,
+            qualifier=target.qualifier,
         )
     except Throttled:
-        return throttled(trigger.function)
+        return throttled(target.function)
     return function_url_answer(outcome, request_id)
 
 

@@ -134,17 +134,18 @@ def test_an_accepted_event_has_its_queued_record() -> None:
     async def test(broker: Broker, names: Names) -> None:
         async with store(names) as invocations:
             ingress = Ingress(broker, invocations, Metrics())
-            invocation_id = await ingress.enqueue("fn", 3, {"n": 1}, "event-1", "hook")
+            invocation_id = await ingress.enqueue("fn", "3", {"n": 1}, "event-1", "hook")
             record = await invocations.get(invocation_id)
             assert record is not None
             assert (record.status, record.function_version, record.event_id, record.trigger) == (
                 "queued",
-                3,
+                "3",
                 "event-1",
                 "hook",
             )
             message = await take(names.queue("fn"))
             assert message.headers["x-router-invocation-id"] == invocation_id
+            assert message.headers["x-router-function-version"] == "3"  # version 3 runs it
 
     run(test, "fn")
 
@@ -154,7 +155,7 @@ def test_a_refused_event_leaves_no_record() -> None:
         async with store(names) as invocations:
             ingress = Ingress(broker, invocations, Metrics())
             with pytest.raises(BrokerError):
-                await ingress.enqueue("no-such-function", 1, {}, None, None, invocation_id="x-1")
+                await ingress.enqueue("no-such-function", "1", {}, None, None, invocation_id="x-1")
             await invocations.flush()
             assert await invocations.get("x-1") is None
 

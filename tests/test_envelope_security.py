@@ -155,7 +155,7 @@ def test_sealed_events_survive_retries_delay_tiers_and_a_replay(router: Router) 
     assert record["attempt"] == 2  # the retry came back from a delay tier, sealed
     letter = router.http.get(f"/api/v1/functions/{function}/dlq/{invocation}").json()
     assert letter["kind"] == "sealed"
-    assert letter["function_version"] == 1
+    assert letter["function_version"] == "$LATEST"  # the version that failed
     router.redis.set(f"{router.namespace}:fixed:{function}", "1")
     replay = router.http.post(f"/api/v1/functions/{function}/dlq/replay", json={"id": invocation})
     assert replay.json() == {"replayed": 1}

@@ -12,7 +12,7 @@ def test_sync_invoke_returns_the_result(router: Router) -> None:
     assert response.status_code == 200
     assert response.json()["ok"] is True
     assert router.wait_ledger(function, 1)[0]["event"] == {"a": 1}
-    assert response.headers["X-Amz-Executed-Version"] == "1"
+    assert response.headers["X-Amz-Executed-Version"] == "$LATEST"
 
 
 def test_async_def_handler_runs_on_the_loop(router: Router) -> None:
@@ -73,3 +73,20 @@ def test_invoke_errors(router: Router) -> None:
     bad_json = router.http.post(f"/api/v1/functions/{function}/invoke", content=b"{")
     assert bad_json.status_code == 400
     assert router.ledger(function) == []
+
+
+def test_lambdas_details_are_as_lambda_gives_them(router: Router) -> None:
+    function = unique("details")
+    router.put_function(function, handler="testfns:environment", timeout_s=2.5)
+    names = ["AWS_LAMBDA_FUNCTION_TIMEOUT", "AWS_LAMBDA_LOG_STREAM_NAME"]
+    seen = router.http.post(f"/api/v1/functions/{function}/invoke", json={"names": names}).json()
+    assert seen["env"]["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "3"  # whole seconds
+    assert seen["log_stream_name"] == seen["env"]["AWS_LAMBDA_LOG_STREAM_NAME"]
+    assert seen["function_version"] == "$LATEST"
+    empty = router.http.post(
+        f"/api/v1/functions/{function}/invoke",
+        content=b"",
+        headers={"Content-Type": "application/json"},
+    )
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["event"] == {}  # an empty payload is the event {}, as on Lambda

@@ -39,7 +39,7 @@ def test_every_invocation_is_kept_even_a_silent_one(router: Router) -> None:
     found = settled(router, name, 3)
     assert [e["request_id"] for e in found] == ids
     for entry, request_id in zip(found, ids, strict=True):
-        assert entry["text"].startswith(f"START RequestId: {request_id} Version: 1\n")
+        assert entry["text"].startswith(f"START RequestId: {request_id} Version: $LATEST\n")
         assert f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\t" in entry["text"]
 
 

@@ -54,7 +54,7 @@ def test_process_environment_is_warm_and_isolated(fast_router: Router) -> None:
     assert first["pid"] != fast_router.process.pid
     assert first["pid"] != os.getpid()
     assert first["env"]["AWS_LAMBDA_FUNCTION_NAME"] == function
-    assert first["env"]["AWS_LAMBDA_FUNCTION_VERSION"] == "1"
+    assert first["env"]["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
     assert first["env"]["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
     assert first["env"]["AWS_LAMBDA_LOG_STREAM_NAME"]
     assert first["env"]["GREETING"] == "hej"

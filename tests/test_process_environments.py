@@ -25,8 +25,8 @@ from router.executors.process import _Pipes
 from router.executors.worker import Frames, PeakMemory
 from router.metrics import Metrics
 from router.names import Names
-from router.pool import Pool
-from router.specs import FunctionSpec
+from router.pool import Pool, Slots
+from router.specs import LATEST, FunctionSpec
 
 HEADER = struct.Struct(">I")
 FNS = "tests.fnlib.testfns"
@@ -47,8 +47,16 @@ def with_pool(
     handler: str, test: Callable[[Pool], Awaitable[None]], timeout_s: float = 5, max_: int = 1
 ) -> None:
     async def run() -> None:
+        metrics = Metrics()
+        slots = Slots("envtest", max_, metrics)
         pool = Pool(
-            "envtest", spec(handler, timeout_s, max_), Metrics(), asyncio.Semaphore(2), launcher()
+            "envtest",
+            LATEST,
+            spec(handler, timeout_s, max_),
+            slots,
+            metrics,
+            asyncio.Semaphore(2),
+            launcher(),
         )
         try:
             await test(pool)

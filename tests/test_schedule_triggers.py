@@ -127,6 +127,18 @@ def test_ticks_go_through_the_queue_so_retries_and_the_dead_letter_queue_apply(
     assert [run["event"]["id"] for run in runs] == [letter["event"]["id"]] * 2
 
 
+def test_a_schedule_may_name_an_alias_and_runs_its_version(router: Router) -> None:
+    function, trigger = unique("aliased"), unique("every")
+    router.put_function(function, handler="testfns:record", isolation="thread")
+    router.http.post(f"/api/v1/functions/{function}/versions").raise_for_status()
+    router.http.put(
+        f"/api/v1/functions/{function}/aliases/live", json={"function_version": "1"}
+    ).raise_for_status()
+    with scheduled(router, trigger, function=f"{function}:live", schedule="rate(1 second)"):
+        runs = router.wait_ledger(function, 2)
+    assert {run["context"]["function_version"] for run in runs} == {"1"}
+
+
 def test_deleting_a_schedule_stops_it_and_forgets_its_ticks(router: Router) -> None:
     function, trigger = unique("stop"), unique("every")
     router.put_function(function, handler="testfns:record", isolation="thread")

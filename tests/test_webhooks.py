@@ -56,7 +56,7 @@ def test_function_url_event_and_context(router: Router) -> None:
     assert isinstance(ctx["timeEpoch"], int)
     assert ctx["requestId"] == entry["request_id"] == response.headers["X-Request-Id"]
     assert context["function_name"] == function
-    assert context["function_version"] == "1"
+    assert context["function_version"] == "$LATEST"
     assert context["request_id"] == entry["request_id"]
     assert context["memory_limit_in_mb"] == 128
     assert context["invoked_function_arn"].endswith(f":function:{function}")

@@ -32,6 +32,8 @@ class Call:
     event: Any
     request_id: str
     client_context: str | None = None  # base64 JSON, as Lambda's X-Amz-Client-Context
+    version: str = "$LATEST"  # the version running: `$LATEST` or a published number
+    qualifier: str | None = None  # the alias or version the caller named (the invoked ARN's)
 
 
 @dataclass(frozen=True)

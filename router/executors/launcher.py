@@ -23,12 +23,12 @@ from router.executors.cells import Cell, Cells
 from router.executors.environment import AnyEnvironment, Output
 from router.executors.process import PythonWorker, _Pipes
 from router.executors.runtime import RuntimeProcess
-from router.specs import FunctionSpec
+from router.specs import LATEST, FunctionSpec
 
 SANDBOX = Path(__file__).resolve().parent / "sandbox.py"
 # Variables a function never inherits from the router (they would hand it the admin API).
 PRIVATE = ("ROUTER_ADMIN_TOKEN", "ROUTER_AWS_CREDENTIALS")
-Start = Callable[["Launcher", str, FunctionSpec, Path | None, Cell], Awaitable[AnyEnvironment]]
+Start = Callable[["Launcher", str, FunctionSpec, str, Path | None, Cell], Awaitable[AnyEnvironment]]
 
 
 class Launcher:
@@ -38,7 +38,10 @@ class Launcher:
         self._python_path = _python_path(bundles.directory.parent / "pythonpath")
         # A worker that drops to a uid of its own must still read the interpreter's library.
 
-    async def start(self, function: str, spec: FunctionSpec) -> AnyEnvironment:
+    async def start(
+        self, function: str, spec: FunctionSpec, version: str = LATEST
+    ) -> AnyEnvironment:
+        """An environment of `version` of the function (`$LATEST` or a published number)."""
         task_root = await self._bundles.path(spec.code.sha256) if spec.code else None
         own_uid = spec.family != "python" or await self._bundle_python(spec) is not None
         cell = self._cells.create(
@@ -51,7 +54,7 @@ class Launcher:
             self._bundles.hold(sha)
             cell.on_release.append(lambda: self._bundles.release(sha))
         try:
-            return await STARTS[spec.family](self, function, spec, task_root, cell)
+            return await STARTS[spec.family](self, function, spec, version, task_root, cell)
         except BaseException:
             self._cells.release(cell, None)
             raise
@@ -64,18 +67,23 @@ class Launcher:
         return await asyncio.to_thread(runtimes.for_everyone, spec.runtime)
 
     async def _python(
-        self, function: str, spec: FunctionSpec, task_root: Path | None, cell: Cell
+        self, function: str, spec: FunctionSpec, version: str, task_root: Path | None, cell: Cell
     ) -> AnyEnvironment:
         spawned = time.perf_counter()
         if task_root is None:  # the router's own path: as the router runs, from its directory
             argv = [sys.executable, "-m", "router.executors.worker"]
-            env = {**_inherited(), **lambda_variables(function, spec), **cell.env, **spec.env}
+            env = {
+                **_inherited(),
+                **lambda_variables(function, spec, version),
+                **cell.env,
+                **spec.env,
+            }
             cwd = None
         else:  # uploaded code: nothing of the router's path but `router` itself
             shared = await self._bundle_python(spec)
             interpreter = shared or runtimes.python_interpreter(spec.runtime)
             argv = [interpreter, "-I", "-c", _WORKER]
-            env = {**bundle_variables(function, spec, task_root), **cell.env, **spec.env}
+            env = {**bundle_variables(function, spec, version, task_root), **cell.env, **spec.env}
             env["TRIGGER_ROUTER_PATH"] = str(self._python_path)
             cwd = "/"  # not the bundle: nothing of it may be imported before confinement
         loop = asyncio.get_running_loop()
@@ -100,7 +108,7 @@ class Launcher:
         await worker.initialise(
             {
                 "function": function,
-                "version": spec.version,
+                "version": version,
                 "handler": spec.handler,
                 "memory_mb": spec.memory_mb,
                 "timeout_s": spec.timeout_s,
@@ -112,10 +120,10 @@ class Launcher:
         return worker
 
     async def _runtime_api(
-        self, function: str, spec: FunctionSpec, task_root: Path | None, cell: Cell
+        self, function: str, spec: FunctionSpec, version: str, task_root: Path | None, cell: Cell
     ) -> AnyEnvironment:
         assert task_root is not None  # validated: these runtimes need code
-        env = {**bundle_variables(function, spec, task_root), **cell.env, **spec.env}
+        env = {**bundle_variables(function, spec, version, task_root), **cell.env, **spec.env}
         if spec.family == "nodejs":
             heap = max(16, spec.memory_mb * 9 // 10)
             program = [runtimes.node(), f"--max-old-space-size={heap}", str(runtimes.NODE_CLIENT)]
@@ -141,9 +149,8 @@ _WORKER = (
 )
 
 
-def lambda_variables(function: str, spec: FunctionSpec) -> dict[str, str]:
+def lambda_variables(function: str, spec: FunctionSpec, version: str = LATEST) -> dict[str, str]:
     """The variables Lambda sets in every execution environment."""
-    version = str(spec.version)
     region = os.environ.get("AWS_REGION", "local")
     return {
         "AWS_LAMBDA_FUNCTION_NAME": function,
@@ -159,7 +166,9 @@ def lambda_variables(function: str, spec: FunctionSpec) -> dict[str, str]:
     }
 
 
-def bundle_variables(function: str, spec: FunctionSpec, task_root: Path) -> dict[str, str]:
+def bundle_variables(
+    function: str, spec: FunctionSpec, version: str, task_root: Path
+) -> dict[str, str]:
     """A clean environment, as Lambda's: nothing of the router's own but PATH."""
     return {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -168,7 +177,7 @@ def bundle_variables(function: str, spec: FunctionSpec, task_root: Path) -> dict
         "_HANDLER": spec.handler,
         "LAMBDA_TASK_ROOT": str(task_root),
         "LAMBDA_RUNTIME_DIR": str(runtimes.NODE_CLIENT.parent.parent),
-        **lambda_variables(function, spec),
+        **lambda_variables(function, spec, version),
     }
 
 

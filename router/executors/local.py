@@ -24,7 +24,7 @@ from router.executors import Call, ErrorInfo, Outcome, Status
 class LocalExecutor:
     def __init__(self, thread_workers: int) -> None:
         self._threads = ThreadPoolExecutor(thread_workers, thread_name_prefix="handler")
-        self._handlers: dict[tuple[str, int], loader.Handler] = {}
+        self._handlers: dict[tuple[str, str, int], loader.Handler] = {}
         self._deadlines = Deadlines()
         capture.install()
 
@@ -36,7 +36,12 @@ class LocalExecutor:
             return Outcome("failed", _elapsed_ms(started), error=ErrorInfo(exc.kind, str(exc)))
         spec = call.spec
         context = LambdaContext.create(
-            call.function, spec.version, spec.memory_mb, call.request_id, spec.timeout_s
+            call.function,
+            call.version,
+            spec.memory_mb,
+            call.request_id,
+            spec.timeout_s,
+            qualifier=call.qualifier,
         )
         output, token = capture.begin(call.request_id)
         try:
@@ -66,12 +71,13 @@ class LocalExecutor:
         return _marshalled(result)
 
     def _handler(self, call: Call) -> loader.Handler:
-        """The function version's handler. A new version loads its module afresh, so a code
-        change is picked up by the next call, as process environments pick it up."""
-        key = (call.function, call.spec.version)
+        """The function version's handler. A change of it loads its module afresh, so a code
+        change is picked up by the next call, as process environments pick it up (published
+        versions keep theirs, so two versions alternating do not reload each other's)."""
+        key = (call.function, call.version, call.spec.version)
         handler = self._handlers.get(key)
         if handler is None:
-            stale = [k for k in self._handlers if k[0] == call.function]
+            stale = [k for k in self._handlers if k[:2] == key[:2]]
             for old in stale:
                 del self._handlers[old]
             handler = self._handlers[key] = loader.load(call.spec.handler, fresh=bool(stale))

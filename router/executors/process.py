@@ -121,6 +121,8 @@ class PythonWorker(Environment[dict[str, Any]]):
     def _send(self, call: Call, timeout_s: float) -> asyncio.Future[dict[str, Any]]:
         deadline_ms = _deadline_ms(timeout_s)
         request = {"request_id": call.request_id, "event": call.event, "deadline_ms": deadline_ms}
+        if call.qualifier is not None:
+            request["qualifier"] = call.qualifier  # the invoked ARN names it
         return self._request(request)
 
     def _request(self, document: Any) -> asyncio.Future[dict[str, Any]]:

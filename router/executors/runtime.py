@@ -125,7 +125,7 @@ class RuntimeProcess(Environment[Answer]):
                 request_id=call.request_id,
                 body=orjson.dumps(call.event),
                 deadline_ms=int(time.time() * 1000 + timeout_s * 1000),
-                function_arn=self._arn,
+                function_arn=f"{self._arn}:{call.qualifier}" if call.qualifier else self._arn,
                 trace_id=_trace_id(),
                 answer=answer,
                 client_context=call.client_context,

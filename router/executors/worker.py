@@ -175,6 +175,7 @@ class Runner:
             request["request_id"],
             init["timeout_s"],
             deadline_ms=request["deadline_ms"],
+            qualifier=request.get("qualifier"),
         )
         if self._stream:
             context.log_stream_name = self._stream  # the environment's, as its variable says

@@ -121,6 +121,9 @@ def environment(event: Any, context: Any) -> dict[str, Any]:
         "env": {name: os.environ.get(name) for name in names},
         "pid": os.getpid(),
         "remaining_ms": context.get_remaining_time_in_millis(),
+        "log_stream_name": context.log_stream_name,
+        "function_version": context.function_version,
+        "event": event,
     }
 
 
