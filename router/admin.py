@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+
+from redis.exceptions import RedisError
 
 from router import loader, runtimes
 from router.broker import Broker, BrokerError, TopologyError
@@ -18,9 +21,11 @@ from router.specs import (
     AliasSpec,
     AmqpTrigger,
     FunctionSpec,
+    ScheduleTrigger,
     WebhookTrigger,
     split_target,
 )
+from router.ticks import TickLedger
 
 log = logging.getLogger("router.admin")
 
@@ -30,11 +35,18 @@ class Unavailable(RegistryError):
 
 
 class Admin:
-    def __init__(self, registry: Registry, broker: Broker, packages: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        broker: Broker,
+        packages: tuple[str, ...],
+        ticks: TickLedger | None = None,
+    ) -> None:
         self._registry = registry
         self._store = registry.store
         self._broker = broker
         self._packages = packages  # where handlers on the router's own path may come from
+        self._ticks = ticks  # schedule triggers' shared state
 
     async def put_function(
         self,
@@ -164,9 +176,13 @@ class Admin:
         trigger = _unredacted(trigger, previous)
         if isinstance(trigger, AmqpTrigger):
             await self._bind(trigger)
+        if isinstance(trigger, ScheduleTrigger) and _timing(previous) != trigger.timing():
+            await self._start_schedule(name)
         created = await self._store.put_trigger(name, trigger)
         if isinstance(previous, AmqpTrigger) and _binding(previous) != _binding(trigger):
             await self._unbind_unused(previous)
+        if isinstance(previous, ScheduleTrigger) and not isinstance(trigger, ScheduleTrigger):
+            await self._forget_schedule(name)
         await self._registry.refresh()
         return created
 
@@ -174,7 +190,24 @@ class Admin:
         removed = await self._store.delete_trigger(name)
         if isinstance(removed, AmqpTrigger):
             await self._unbind_unused(removed)
+        if isinstance(removed, ScheduleTrigger):
+            await self._forget_schedule(name)
         await self._registry.refresh()
+
+    async def _start_schedule(self, name: str) -> None:
+        """A new schedule, or one whose timing changed, counts from now (a rate's first tick
+        fires at once), before any replica sees it; one put again unchanged (a declared
+        trigger at every start) keeps its count."""
+        if self._ticks is not None:
+            await self._ticks.start(name, time.time())
+
+    async def _forget_schedule(self, name: str) -> None:
+        if self._ticks is None:
+            return
+        try:
+            await self._ticks.forget(name)
+        except RedisError as exc:  # a stale ledger entry only waits for the name's next use
+            log.warning("could not remove the schedule state of %s: %s", name, exc)
 
     async def _bind(self, trigger: AmqpTrigger) -> None:
         try:
@@ -217,6 +250,10 @@ def _unredacted(trigger: Trigger, previous: Trigger | None) -> Trigger:
         secrets.append(secret)
     verify = trigger.verify.model_copy(update={"secrets": secrets})
     return trigger.model_copy(update={"verify": verify})
+
+
+def _timing(trigger: Trigger | None) -> tuple[str, str] | None:
+    return trigger.timing() if isinstance(trigger, ScheduleTrigger) else None
 
 
 def _binding(trigger: Trigger) -> tuple[str, ...]:

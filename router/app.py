@@ -52,6 +52,7 @@ from router.registry import Registry, RegistryStore, Snapshot
 from router.replays import Replays
 from router.responses import json_response
 from router.scaler import Scaler
+from router.scheduler import Scheduler, ledger
 from router.services import SERVICES, Services, services
 from router.settings import Settings
 from router.shutdown import MARGIN_S, Deadline, bounded
@@ -157,7 +158,9 @@ def build_services(settings: Settings) -> Services:
         store=invocations,
         ingress=Ingress(broker, invocations, metrics),
         consumers=consumers,
-        admin=Admin(registry, broker, settings.handlers),
+        admin=Admin(
+            registry, broker, settings.handlers, ledger(redis, names, settings.publish_timeout_s)
+        ),
         scaler=scaler,
         dead_letters=DeadLetters(broker, names),
         dispatcher=dispatcher,
@@ -277,6 +280,9 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         len(svc.registry.snapshot.triggers),
     )
     monitor = Monitor(svc.registry, svc.broker, svc.redis, svc.metrics)
+    ticks = ledger(svc.redis, svc.names, svc.settings.publish_timeout_s)
+    scheduler = Scheduler(svc.registry, ticks, svc.ingress, svc.broker, svc.metrics, svc.names)
+    svc.registry.on_change(scheduler.changed)
     loops: dict[str, Callable[[], Awaitable[None]]] = {
         "registry watch": svc.registry.watch,
         "scaler": svc.scaler.run,
@@ -284,6 +290,7 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         "usage writer": svc.usage.run,
         "log writer": svc.logs.run,
         "record writer": svc.store.run,
+        "scheduler": scheduler.run,
     }
     await asyncio.gather(*(keep_running(name, run) for name, run in loops.items()))
 

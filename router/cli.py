@@ -30,6 +30,9 @@ SPEC_FLAGS = {
         "exchange",
         "exchange_type",
         "routing_key",
+        "schedule",
+        "timezone",
+        "catch_up",
         "description",
     ),
 }
@@ -38,7 +41,16 @@ SPEC_FLAGS = {
 FLAG_TYPES: dict[str, Callable[[str], Any]] = {"timeout_s": float, "memory_mb": int}
 LIST_COLUMNS = {
     "functions": ("name", "runtime", "handler", "isolation", "version", "timeout_s", "memory_mb"),
-    "triggers": ("name", "function", "type", "mode", "exchange", "routing_key", "verify.scheme"),
+    "triggers": (
+        "name",
+        "function",
+        "type",
+        "mode",
+        "exchange",
+        "routing_key",
+        "schedule",
+        "verify.scheme",
+    ),
 }
 DLQ_COLUMNS = ("id", "kind", "attempts", "errors", "accepted_at")
 USAGE_COLUMNS = ("function", "invocations", "billed_duration_ms", "gb_seconds")
@@ -314,6 +326,7 @@ def _spec_flags(sub: argparse.ArgumentParser, kind: str) -> None:
         )
     if kind == "triggers":
         sub.add_argument("--filter", help="an event pattern as JSON")
+        sub.add_argument("--input", help="schedule: the event of every tick, as JSON")
         sub.add_argument("--verify-scheme", help="webhook: none, github, standard-webhooks, ...")
         sub.add_argument(
             "--secret", action="append", default=[], help="webhook: a verify secret (repeat)"
@@ -377,6 +390,8 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "triggers":
         if args.filter:
             fields["filter"] = _read_json(args.filter, None, "--filter")
+        if args.input:
+            fields["input"] = _read_json(args.input, None, "--input")
         if args.verify_scheme or args.secret:
             fields["verify"] = {"scheme": args.verify_scheme or "hmac", "secrets": args.secret}
     return fields

@@ -134,6 +134,7 @@ class Metrics:
         self._outcomes: dict[tuple[str, str], OutcomeChildren] = {}
         self._lambda_metrics()
         self._router_metrics()
+        self._schedule_metrics()
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:
         return Counter(name, doc, labels, registry=self.registry)
@@ -279,6 +280,24 @@ class Metrics:
         self.http_refused = c(
             "router_http_connections_refused",
             "HTTP connections refused at the cap (ROUTER_MAX_CONNECTIONS).",
+        )
+
+    def _schedule_metrics(self) -> None:
+        """Schedule triggers, by trigger. Each tick is counted once, by the replica that
+        fired it (or gave it up as missed): sum over replicas."""
+        self.ticks_fired = self._counter(
+            "router_schedule_ticks_fired", "Ticks whose event was queued.", "trigger"
+        )
+        self.ticks_missed = self._counter(
+            "router_schedule_ticks_missed",
+            "Ticks no replica could fire within their grace (replicas, Redis or RabbitMQ away)"
+            " and the catch-up policy did not run.",
+            "trigger",
+        )
+        self.tick_lag = self._histogram(
+            "router_schedule_lag_seconds",
+            "Time from a tick to its event confirmed on the function's queue.",
+            "trigger",
         )
 
     def child(self, metric: Labelled[C], *labels: str) -> C:

@@ -70,6 +70,12 @@ class Names:
     def idempotency(self, function: str, event_id: str) -> str:
         return f"{self.namespace}:idempotency:{function}:{event_id}"
 
+    def schedule(self, trigger: str) -> str:
+        """A schedule trigger's ticks, shared by every replica (a hash): `anchor` (where a rate
+        counts from), `cursor` (the latest tick claimed or passed over) and `t:{tick}` (the
+        lease of a claimed tick until RabbitMQ confirmed its event)."""
+        return f"{self.namespace}:schedule:{trigger}"
+
     @property
     def envelope_keys(self) -> str:
         """A set of the keys that seal the router's envelopes; the smallest one signs."""

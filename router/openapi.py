@@ -570,14 +570,15 @@ def _schemas() -> dict[str, Any]:
     invocation = Invocation.model_json_schema(ref_template=REF + "{model}")
     for schema in (function, trigger, invocation):
         defs.update(schema.pop("$defs", {}))
-    records = {f"{kind}Record": _record(defs[kind]) for kind in ("WebhookTrigger", "AmqpTrigger")}
+    kinds = {"webhook": "WebhookTrigger", "amqp": "AmqpTrigger", "schedule": "ScheduleTrigger"}
+    records = {f"{kind}Record": _record(defs[kind]) for kind in kinds.values()}
     function_record = _function_record(function)
     function = _function_input(function)
     trigger_record = {
         "oneOf": [_ref(name) for name in records],
         "discriminator": {
             "propertyName": "type",
-            "mapping": {"webhook": REF + "WebhookTriggerRecord", "amqp": REF + "AmqpTriggerRecord"},
+            "mapping": {tag: f"{REF}{kind}Record" for tag, kind in kinds.items()},
         },
     }
     return {

@@ -28,6 +28,7 @@ from router.specs import (
     AliasSpec,
     AmqpTrigger,
     FunctionSpec,
+    ScheduleTrigger,
     TriggerSpec,
     WebhookTrigger,
     split_target,
@@ -35,7 +36,7 @@ from router.specs import (
 
 log = logging.getLogger("router.registry")
 
-Trigger = WebhookTrigger | AmqpTrigger
+Trigger = WebhookTrigger | AmqpTrigger | ScheduleTrigger
 TRIGGER = TypeAdapter[Trigger](TriggerSpec)
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from router import filters, loader, signatures
+from router import filters, loader, schedules, signatures
 from router.names import is_router_exchange
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -348,7 +348,50 @@ class AliasSpec(Spec):
         return [self.function_version, *self.routing]
 
 
-TriggerSpec = Annotated[WebhookTrigger | AmqpTrigger, Field(discriminator="type")]
+class ScheduleTrigger(TriggerBase):
+    type: Literal["schedule"]
+    timezone: str = Field(
+        "UTC", max_length=64, description="IANA time zone of `cron` and `at` (e.g. Europe/Berlin)"
+    )
+    schedule: str = Field(
+        max_length=256,
+        description="rate(5 minutes), cron(0 12 * * ? *) or at(2026-12-01T09:00:00);"
+        " rate(N seconds) too",
+    )
+    input: dict[str, Any] | None = Field(
+        None, description="the event each tick sends; else EventBridge's Scheduled Event"
+    )
+    catch_up: schedules.CatchUp = Field(
+        "latest",
+        description="ticks missed while no replica could fire them: run the latest once, or none",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, timezone: str) -> str:
+        schedules.time_zone(timezone)
+        return timezone
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, schedule: str, info: ValidationInfo) -> str:
+        if "timezone" in info.data:  # else the time zone's own error is the one to read
+            schedules.compiled(schedule, info.data["timezone"])
+        return schedule
+
+    @field_validator("filter")
+    @classmethod
+    def _no_filter(cls, pattern: dict[str, Any] | None) -> None:
+        if pattern is not None:
+            raise ValueError("schedule triggers take no filter: every tick fires")
+        return None
+
+    def timing(self) -> tuple[str, str]:
+        """What decides when ticks fall: a change restarts the schedule's count."""
+        return (self.schedule, self.timezone)
+
+
+TriggerSpec = Annotated[WebhookTrigger | AmqpTrigger | ScheduleTrigger, Field(discriminator="type")]
 
 
 def strip_read_only(payload: Any) -> Any:

@@ -51,6 +51,7 @@ OK, FAIL, EXPIRE, SLOW, IDEM = (
     "metrics-idem",
 )
 HOOK, SIGNED, FILTERED = "metrics-hook", "metrics-signed", "metrics-filtered"
+TICKS = "metrics-ticks"  # a schedule trigger and its function
 PHASES = 2
 FAIL_EVENTS = 2  # async events of metrics-fail per phase; each runs twice, then is dead-lettered
 
@@ -172,6 +173,8 @@ def setup_functions(router: Router) -> None:
         verify={"scheme": "none"},
         filter={"body": {"a": ["b"]}},
     )
+    router.put_function(TICKS, handler="testfns:record", isolation="thread")
+    router.put_trigger(TICKS, function=TICKS, type="schedule", schedule="rate(1 second)")
 
 
 def throttle(router: Router, statuses: list[int]) -> None:
