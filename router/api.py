@@ -16,10 +16,10 @@ from router.broker import BrokerError
 from router.bundles import Bundle
 from router.dlq import UnknownDeadLetter
 from router.events import new_id
-from router.pool import Throttled
 from router.registry import TRIGGER, NotFound, Trigger
 from router.responses import BodyTooLarge, HttpError, json_response, read_json, read_limited
 from router.services import services
+from router.slots import Throttled
 from router.specs import (
     REDACTED,
     FunctionSpec,

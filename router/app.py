@@ -43,6 +43,7 @@ from router.idempotency import Idempotency
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
+from router.leases import Leases, enabled
 from router.logstore import LogStore
 from router.metrics import CONTENT_TYPE, Metrics
 from router.monitor import Monitor
@@ -120,6 +121,7 @@ def build_services(settings: Settings) -> Services:
     )
     cells = Cells(settings.namespace)
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
+    leases = Leases(redis, names, metrics) if enabled() else None
     invoker = Invoker(
         LocalExecutor(settings.thread_workers),
         Launcher(bundles, cells),
@@ -128,6 +130,7 @@ def build_services(settings: Settings) -> Services:
         usage,
         logs,
         invocations,
+        leases,
     )
     dispatcher = Dispatcher(
         registry, invoker, invocations, broker, metrics, settings.max_event_bytes
@@ -170,6 +173,7 @@ def build_services(settings: Settings) -> Services:
         logs=logs,
         bundles=bundles,
         cells=cells,
+        leases=leases,
     )
 
 
@@ -241,6 +245,8 @@ async def _stop_work(svc: Services, within_s: float) -> None:
     environment stopped under a running invocation would fail it and settle its message."""
     await bounded("stopping consumers", svc.consumers.stop(), within_s * 0.6)
     await bounded("stopping environments", svc.invoker.close(), within_s * 0.4)
+    if svc.leases is not None:  # what ran here is over: other replicas need not wait out a TTL
+        await bounded("giving back concurrency leases", svc.leases.give_back(), within_s * 0.2)
     svc.cells.close()  # what is left of the environments' process trees goes with the router
 
 
@@ -292,6 +298,8 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         "record writer": svc.store.run,
         "scheduler": scheduler.run,
     }
+    if svc.leases is not None:
+        loops["lease renewal"] = svc.leases.run
     await asyncio.gather(*(keep_running(name, run) for name, run in loops.items()))
 
 

@@ -122,7 +122,7 @@ class Consumers:
             for name in set(self._consumers) - set(snapshot.functions):
                 await self._consumers.pop(name).stop()
             for name, spec in snapshot.functions.items():
-                await self._ensure(name, spec.concurrency.max * self._multiplier)
+                await self._ensure(name, spec.concurrency.replica_cap * self._multiplier)
 
     async def _ensure(self, function: str, prefetch: int) -> None:
         consumer = self._consumers.get(function)

@@ -31,9 +31,9 @@ from router.executors import ErrorInfo, Outcome
 from router.invocations import InvocationStore, Record, error_record, finished
 from router.invoker import Invoker
 from router.metrics import Metrics
-from router.pool import TurnedAway
 from router.registry import Registry, Snapshot, Target
 from router.seal import SealError
+from router.slots import TurnedAway
 from router.specs import LATEST, AmqpTrigger, FunctionSpec
 
 log = logging.getLogger("router.dispatcher")

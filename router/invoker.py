@@ -16,10 +16,12 @@ from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
 from router.idempotency import Idempotency
 from router.invocations import InvocationStore, Record, finished
+from router.leases import Leases
 from router.logstore import LogStore
 from router.metrics import Metrics
-from router.pool import Pool, Slots, Throttled
+from router.pool import Pool
 from router.registry import Snapshot
+from router.slots import Slots, Throttled
 from router.specs import LATEST, FunctionSpec
 from router.usage import Usage
 
@@ -48,8 +50,10 @@ class Invoker:
         usage: Usage,
         logs: LogStore,
         store: InvocationStore,
+        leases: Leases | None = None,
     ) -> None:
         self._local = local
+        self._leases = leases  # None: slots per replica only (the benchmark's baseline)
         self._store = store
         self._launcher = launcher
         # One table from isolation to executor: no branch on how a handler runs.
@@ -73,7 +77,13 @@ class Invoker:
         if pool is None:
             slots = self.slots.get(function)
             if slots is None:
-                slots = self.slots[function] = Slots(function, spec.concurrency.max, self._metrics)
+                slots = self.slots[function] = Slots(
+                    function,
+                    spec.concurrency.max,
+                    self._metrics,
+                    self._leases,
+                    spec.concurrency.per_replica,
+                )
             pool = self.pools[function, version] = Pool(
                 function, version, spec, slots, self._metrics, self._spawning, self._launcher
             )
@@ -192,9 +202,11 @@ class Invoker:
             if snapshot.version_target(function, version) is None:
                 await self.pools.pop((function, version)).close()
         for function in set(self.slots) - set(snapshot.functions):
-            del self.slots[function]
+            self.slots.pop(function).close()
 
     async def close(self) -> None:
+        for slots in self.slots.values():
+            slots.stop()
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         self.pools.clear()
         await self._local.close()

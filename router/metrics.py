@@ -169,6 +169,16 @@ class Metrics:
         self.throttles = c(
             "router_throttles", "Sync invocations refused at concurrency.max.", "function"
         )
+        self.leases_held = g(
+            "router_concurrency_leases",
+            "Slots of concurrency.max this replica holds leased in Redis.",
+            "function",
+        )
+        self.leases_unchecked = c(
+            "router_concurrency_leases_unchecked",
+            "Invocations started without a lease while Redis was away (up to the per-replica cap).",
+            "function",
+        )
         self.cold_starts = c("router_cold_starts", "Execution environments started.", "function")
         self.init_duration = h(
             "router_init_duration_seconds",
@@ -346,8 +356,9 @@ class Metrics:
         for state in ("busy", "idle"):
             with contextlib.suppress(KeyError):
                 self.workers.remove(function, state)
-        with contextlib.suppress(KeyError):
-            self.concurrent.remove(function)
+        for gauge in (self.concurrent, self.leases_held):
+            with contextlib.suppress(KeyError):
+                gauge.remove(function)
         self._children = {k: v for k, v in self._children.items() if function not in k[1]}
 
     def render(self) -> bytes:

@@ -63,6 +63,12 @@ class Names:
     def rate_limit(self, trigger: str) -> str:
         return f"{self.namespace}:ratelimit:{trigger}"
 
+    def concurrency_keys(self, function: str) -> tuple[str, str, str]:
+        """A function's slot leases (router.leases): slots held per replica (a hash), slots
+        asked for and not granted per replica (a hash), each replica's lease expiry (a zset)."""
+        prefix = f"{self.namespace}:concurrency:{function}"
+        return f"{prefix}:held", f"{prefix}:wants", f"{prefix}:expiry"
+
     def code(self, digest: str) -> str:
         """A code bundle's zip, by the hex SHA-256 of its bytes (stored once, shared)."""
         return f"{self.namespace}:code:{digest}"

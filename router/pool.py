@@ -1,10 +1,10 @@
-"""A function's concurrency slots, and a pool of warm environments per version it runs.
+"""A pool of warm environments per version of a function.
 
-Slots bound how many invocations of the function run at once in this replica, whatever their
-isolation and whichever of its versions they run; over `concurrency.max` a sync caller is
-throttled and a queued event waits. Each version (`$LATEST`, a published number) has a pool of
-its own process environments, so two versions run side by side; environments are reused while
-warm, started cold when none is idle, and stopped by the scaler only when idle, never while busy.
+A function's slots (router.slots) bound how many invocations of it run at once, whatever their
+isolation and whichever of its versions they run. Each version (`$LATEST`, a published number)
+has a pool of its own process environments, so two versions run side by side; environments are
+reused while warm, started cold when none is idle, and stopped by the scaler only when idle,
+never while busy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from dataclasses import replace
 
 from router.bundles import MissingBundle
@@ -22,104 +21,12 @@ from router.executors.environment import AnyEnvironment, Environment, InitError
 from router.executors.launcher import Launcher
 from router.metrics import Metrics
 from router.runtimes import RuntimeUnavailable
+from router.slots import Slots
 from router.specs import FunctionSpec
 
 Worker = AnyEnvironment
 
 log = logging.getLogger("router.pool")
-
-
-class Throttled(Exception):
-    """The function is running `concurrency.max` invocations already."""
-
-
-class TurnedAway(Exception):
-    """The replica is shutting down: a call still waiting for a slot will not get one."""
-
-
-class Slots:
-    """A function's concurrency in this replica: `concurrency.max` invocations at once,
-    shared by the pools of all its versions (as Lambda's reserved concurrency is)."""
-
-    def __init__(self, function: str, maximum: int, metrics: Metrics) -> None:
-        self.function = function
-        self.maximum = maximum
-        self.in_flight = 0
-        self.pools: list[Pool] = []
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._metrics = metrics
-        self._watched = False
-        # Invocations running now are the slots taken, read when Prometheus scrapes.
-        metrics.child(metrics.concurrent, function).set_function(lambda: self.in_flight)
-
-    def resize(self, maximum: int) -> None:
-        self.maximum = maximum
-        self._hand_over()  # a raised `concurrency.max` lets waiters in at once
-
-    def take(self) -> bool:
-        """Take a free slot if there is one and nobody waits for it (the common case: no
-        coroutine, no lock, no future)."""
-        if self.in_flight < self.maximum and not self._waiters:
-            self.in_flight += 1
-            return True
-        return False
-
-    async def acquire(self, wait: bool) -> None:
-        """Take a slot; over `concurrency.max` wait in line (or raise Throttled)."""
-        if self.take():
-            return
-        if not wait:
-            raise Throttled(self.function)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter  # `_hand_over` counted our slot already
-        except asyncio.CancelledError:
-            if waiter.cancelled():
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-            else:
-                self.release()  # given a slot and cancelled before using it: pass it on
-            raise
-
-    def turn_away(self) -> None:
-        """Shutting down: callers waiting for a slot get TurnedAway (their prefetched messages
-        go back to the queue at once instead of running in the grace period)."""
-        waiters, self._waiters = self._waiters, deque()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_exception(TurnedAway(self.function))
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Give free slots to waiters, first come first served (after a release or a raise of
-        `concurrency.max`)."""
-        while self._waiters and self.in_flight < self.maximum:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1
-                waiter.set_result(None)
-
-    def watch_workers(self) -> None:
-        """`router_workers{function}` sums the pools of every version, read when scraped. Set
-        once an environment exists, so functions that never had one show none."""
-        if self._watched:
-            return
-        self._watched = True
-        workers, child = self._metrics.workers, self._metrics.child
-        child(workers, self.function, "busy").set_function(
-            lambda: sum(len(p.busy) for p in self.pools)
-        )
-        child(workers, self.function, "idle").set_function(
-            lambda: sum(len(p.idle) for p in self.pools)
-        )
 
 
 class Pool:
@@ -170,7 +77,7 @@ class Pool:
         if stale:
             self.idle = []
         self.spec = spec
-        self.slots.resize(spec.concurrency.max)
+        self.slots.resize(spec.concurrency.max, spec.concurrency.per_replica)
         return stale
 
     async def run(self, call: Call) -> Outcome:
@@ -205,7 +112,7 @@ class Pool:
                 if worker.alive:
                     return worker, False
                 await worker.kill()  # died while idle (killed from outside): no call's failure
-            if self.total < self.spec.concurrency.max:
+            if self.total < self.slots.cap:
                 return await self._start(cold=True), True
             await self._returned()  # the scaler is starting environments for us
 

@@ -80,7 +80,7 @@ class Scaler:
     async def tick(self) -> None:
         snapshot = self._registry.snapshot
         for function, spec in snapshot.functions.items():
-            ready = await self._depth(function, spec.concurrency.max)
+            ready = await self._depth(function, spec.concurrency.replica_cap)
             if ready is None or spec.isolation != "process":
                 continue
             latest = self._invoker.pool(function, spec)
@@ -97,7 +97,7 @@ class Scaler:
             demand=pool.calls + backlog,
             idle_ages=pool.idle_ages(),
             minimum=spec.concurrency.min if active else 0,
-            maximum=spec.concurrency.max,
+            maximum=spec.concurrency.replica_cap,
             keep_warm_s=self._keep_warm_s,
         )
         start = min(start, max(0, self._max_environments - self._invoker.environments()))

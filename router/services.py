@@ -19,6 +19,7 @@ from router.executors.cells import Cells
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
+from router.leases import Leases
 from router.logstore import LogStore
 from router.metrics import Metrics
 from router.names import Names
@@ -53,6 +54,7 @@ class Services:
     logs: LogStore
     bundles: Bundles
     cells: Cells
+    leases: Leases | None  # None only in the benchmark's baseline (router.leases.enabled)
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
     draining: bool = False  # shutting down: no new events

@@ -63,13 +63,27 @@ class Spec(BaseModel):
 
 class Concurrency(Spec):
     min: int = Field(0, ge=0, le=1000, description="environments kept warm; 0 scales to zero")
-    max: int = Field(10, ge=1, le=1000, description="most environments at once")
+    max: int = Field(10, ge=1, le=1000, description="most invocations at once, across all replicas")
+    per_replica: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="most at once in one replica (default: max); the only limit while Redis"
+        " is away",
+    )
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Concurrency:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        if self.per_replica is not None and self.per_replica > self.max:
+            raise ValueError(f"per_replica ({self.per_replica}) must not exceed max ({self.max})")
         return self
+
+    @property
+    def replica_cap(self) -> int:
+        """The most one replica runs at once: its environments, and its prefetch's base."""
+        return self.per_replica or self.max
 
 
 class RetryPolicy(Spec):

@@ -23,7 +23,6 @@ from router.broker import BrokerError
 from router.executors import Outcome
 from router.guards import error_response
 from router.lambdaapi.gateway import VERIFIER
-from router.pool import Throttled
 from router.registry import Snapshot
 from router.responses import (
     BodyTooLarge,
@@ -35,6 +34,7 @@ from router.responses import (
 )
 from router.services import Services, services
 from router.sigv4 import AuthError, Message
+from router.slots import Throttled
 from router.specs import WebhookTrigger, split_target
 
 log = logging.getLogger("router.webhooks")

@@ -12,10 +12,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from router.admin import Unavailable
-from router.pool import Throttled
 from router.registry import Conflict, NotFound, PreconditionFailed, RegistryError
 from router.responses import HttpError
 from router.sigv4 import AuthError
+from router.slots import Throttled
 
 log = logging.getLogger("router.lambdaapi")
 

@@ -16,9 +16,9 @@ from router.executors import Call, Outcome
 from router.invoker import invocation_log
 from router.lambdaapi import errors, shapes
 from router.lambdaapi.gateway import LambdaRequest
-from router.pool import Throttled
 from router.registry import Target
 from router.services import Services
+from router.slots import Throttled
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's, for the request and for the response
 MAX_ASYNC_PAYLOAD = 1024 * 1024  # Lambda's for Event invocations

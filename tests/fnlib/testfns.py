@@ -266,3 +266,29 @@ def forge_reply(event: Any, context: Any) -> str:
             pass
     time.sleep(1)
     return "not reached"
+
+
+def _payload(event: Any) -> dict[str, Any]:
+    """An invoke's event, or the JSON body of a webhook's or an AMQP message's."""
+    if isinstance(event, dict) and "body" in event:
+        body = event["body"]
+        return json.loads(body) if isinstance(body, str) else dict(body)
+    return dict(event)
+
+
+def nap(event: Any, context: Any) -> dict[str, Any]:
+    """Sleeps `sleep` seconds of the payload; touches no Redis."""
+    time.sleep(float(_payload(event).get("sleep", 0.2)))
+    return {"napped": True}
+
+
+def span(event: Any, context: Any) -> dict[str, Any]:
+    """Sleeps `sleep` seconds and records when it started and ended, with the payload's `mark`,
+    so tests can compute how many ran at once and that each accepted event ran."""
+    started = time.time()
+    payload = _payload(event)
+    time.sleep(float(payload.get("sleep", 0.2)))
+    entry = {"mark": payload.get("mark"), "start": started, "end": time.time(), "pid": os.getpid()}
+    key = f"{os.environ['ROUTER_NAMESPACE']}:spans:{context.function_name}"
+    _client.rpush(key, json.dumps(entry))
+    return {"mark": payload.get("mark")}
