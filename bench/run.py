@@ -3,10 +3,10 @@
     python bench/run.py [--scenario NAME] [--quick]
 
 Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory,
-runtimes (see bench/README.md). Every scenario starts its own router (`python -m router serve`) in a
-fresh namespace and removes the namespace's Redis keys, queues and exchanges afterwards; the
-drain also runs Celery and Dramatiq workers on their own queues, deleted afterwards. One table
-is printed at the end.
+runtimes, leases (see bench/README.md). Every scenario starts its own router (`python -m router
+serve`) in a fresh namespace and removes the namespace's Redis keys, queues and exchanges
+afterwards; the drain also runs Celery and Dramatiq workers on their own queues, deleted
+afterwards. One table is printed at the end.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from bench.bundles import Code
 from bench.cputime import CpuClock, children
 from bench.loadgen import percentile
 from router.bundles import default_directory
+from router.leases import BENCH_SWITCH
 from router.settings import Settings
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -178,9 +179,10 @@ class Router:
             raise RuntimeError("the router is not running")
         return self._process.pid
 
-    async def start(self) -> None:
+    async def start(self, extra_env: dict[str, str] | None = None) -> None:
         env = {
             **os.environ,
+            **(extra_env or {}),
             "ROUTER_NAMESPACE": self.namespace,
             "ROUTER_PORT": str(self.port),
             "ROUTER_KEEP_WARM_S": str(KEEP_WARM_S),
@@ -1441,6 +1443,62 @@ async def runtime_cold_starts(router: Router, rounds: int) -> dict[str, Row]:
 
 
 # ---------------------------------------------------------------------------------------------
+# 9. leases: what leasing `concurrency.max` in Redis costs a process drain
+
+LEASES_FN = "leases-process"
+
+
+async def leases(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    """The `process` drain (`incr`, max 8), with leases (the default) and, as the baseline,
+    with slots per replica only (the router started with the benchmark-only switch)."""
+    count = 5000 if options.quick else 20000
+
+    async def body(router: Router) -> list[Row]:
+        exchange = f"{router.namespace}.bench"
+        await router.put_function(LEASES_FN, "incr", "process", DRAIN_MAX["process"])
+        trigger = {"function": LEASES_FN, "type": "amqp", "exchange": exchange}
+        trigger |= {"exchange_type": "topic", "routing_key": f"bench.{LEASES_FN}.#"}
+        await router.put_trigger(LEASES_FN, trigger)
+        await router.stop()
+        runs: dict[str, tuple[float, str]] = {}
+        for mode, env in (("per-replica slots", {BENCH_SWITCH: "1"}), ("leases", {})):
+            print(f"  router process, {mode}", file=sys.stderr, flush=True)
+            runs[mode] = await leased_drain(router, exchange, count, env)
+        (base, base_detail), (rate, detail) = runs["per-replica slots"], runs["leases"]
+        return [
+            Row("leases", "process, per-replica slots", f"{base:.0f} ev/s ({base_detail})"),
+            Row(
+                "leases",
+                "process, leases (default)",
+                f"{rate:.0f} ev/s ({detail})",
+                f"{base:.0f} ev/s",
+                f"{rate / base:.2f}",
+                ">= 0.9x",
+                verdict(rate / base >= 0.9),
+            ),
+        ]
+
+    return await with_router(session, body)
+
+
+async def leased_drain(
+    router: Router, exchange: str, count: int, env: dict[str, str]
+) -> tuple[float, str]:
+    """(events/s, details) of one drain of `count` events queued before the router starts."""
+    key = f"{router.namespace}:drain:{LEASES_FN}:{secrets.token_hex(3)}"
+    await publish(exchange, f"bench.{LEASES_FN}.x", key, count)
+    await wait_depth(f"{router.namespace}.fn.{LEASES_FN}", count, 5.0)
+    await router.start(env)
+    cpu = CpuClock(router.pid)
+    elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
+    cpu_us = cpu.seconds() / (count - 1) * 1e6
+    await router.stop()
+    short = f" [counter {value}]" if value != count else ""
+    detail = f"max {DRAIN_MAX['process']}; {elapsed:.2f} s for {count}; CPU {cpu_us:.0f} us/event"
+    return (count - 1) / elapsed, detail + short
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -1452,6 +1510,7 @@ SCENARIOS: dict[str, Scenario] = {
     "webhook-async": webhook_async,
     "memory": memory,
     "runtimes": runtimes,
+    "leases": leases,
 }
 BUDGET_S = {
     "scale-up": 45.0,
@@ -1462,6 +1521,7 @@ BUDGET_S = {
     "webhook-async": 90.0,
     "memory": 45.0,
     "runtimes": 360.0,  # the Go build included (8 s here; more where Go builds its std first)
+    "leases": 240.0,
 }
 
 
