@@ -465,9 +465,13 @@ def test_with_redis_away_replicas_fail_open_at_their_cap_and_lease_again_after()
             cleanup(namespace)
 
 
-def test_per_replica_must_not_exceed_max() -> None:
-    with contextlib.ExitStack():
-        from router.specs import Concurrency
-
-        with pytest.raises(ValueError, match=r"per_replica \(3\) must not exceed max \(2\)"):
-            Concurrency(max=2, per_replica=3)
+def test_a_per_replica_cap_above_max_is_refused(router: Router) -> None:
+    function = unique("cap")
+    spec = {"handler": "testfns:record", "concurrency": {"max": 2, "per_replica": 3}}
+    answer = router.http.put(f"/api/v1/functions/{function}", json=spec)
+    assert answer.status_code == 400, answer.text
+    assert "per_replica (3) must not exceed max (2)" in answer.json()["error"]
+    spec["concurrency"] = {"max": 4, "per_replica": 2}
+    router.put_function(function, **spec)
+    stored = router.http.get(f"/api/v1/functions/{function}").json()["concurrency"]
+    assert stored == {"min": 0, "max": 4, "per_replica": 2}

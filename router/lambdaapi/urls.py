@@ -101,8 +101,12 @@ async def _set_concurrency(call: LambdaRequest, name: str, maximum: int) -> None
     from router.lambdaapi.functions import rewrite
 
     def change(fields: dict[str, Any]) -> dict[str, Any]:
-        minimum = min(fields["concurrency"]["min"], maximum)
-        return {**fields, "concurrency": {"min": minimum, "max": maximum}}
+        # Reserved concurrency is `max`; `min` and a per-replica cap are kept, within it.
+        concurrency = {**fields["concurrency"], "max": maximum}
+        for bounded in ("min", "per_replica"):
+            if concurrency.get(bounded) is not None:
+                concurrency[bounded] = min(concurrency[bounded], maximum)
+        return {**fields, "concurrency": concurrency}
 
     await rewrite(call, name, change)
 
