@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 POLL_S = 0.05  # how often a replica whose events wait asks for slots again
 LINGER_S = 0.05  # how long an unused leased slot is kept for the next call
 QUIET_S = 0.1  # after giving a slot to a waiting replica, ask for none for this long
+YIELD_EVERY_S = 1.0  # while other replicas wait, give one of them a slot this often
 
 
 class Throttled(Exception):
@@ -66,6 +67,7 @@ class Slots:
         self._returning = False  # the linger is over: give back what is still unused
         self._yield = False  # another replica waits: give it our next released slot
         self._quiet_until = 0.0
+        self._yielded_at = float("-inf")
         self._metrics = metrics
         self._watched = False
         # Invocations running now are the slots taken, read when Prometheus scrapes.
@@ -174,7 +176,7 @@ class Slots:
         if self._asking is not None:
             return  # a round began meanwhile: its answer is newer
         self.held = self._told = grant.held  # less, if our leases lapsed and others took them
-        self._yield = grant.contended and bool(self._waiters) and self.held > 0
+        self._consider_yielding(grant)
         self._linger_if_spare()  # granted for runs that ended while the renewal was under way
 
     def resume(self) -> None:
@@ -184,6 +186,16 @@ class Slots:
 
     def _need(self) -> int:
         return min(self.cap, self.in_flight + len(self._waiters))
+
+    def _consider_yielding(self, grant: Grant) -> None:
+        """Another replica waits while we hand our slots on to our own waiting events: give it
+        one, at most once per YIELD_EVERY_S (so that slots rotate, not bounce)."""
+        if not (grant.contended and self._waiters and self.held > 0):
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._yielded_at >= YIELD_EVERY_S:
+            self._yielded_at = now
+            self._yield = True
 
     def _give_one(self) -> None:
         """Another replica waits: return a released slot instead of reusing it, and ask for
@@ -232,6 +244,7 @@ class Slots:
                     return
                 self.held = self._told = grant.held
                 self._unmet = ask.need > grant.held
+                self._consider_yielding(grant)
                 self._hand_over()
                 self._refuse_impatient(round_)
                 if self._unmet:

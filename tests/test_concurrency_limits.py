@@ -163,6 +163,32 @@ def test_a_replica_waiting_for_slots_gets_some_from_a_busy_one() -> None:
     in_process(run)
 
 
+def test_slots_rotate_to_a_third_replica_while_two_busy_ones_share_them() -> None:
+    async def run(namespace: str) -> None:
+        replicas = [Replica(namespace, "f", 2) for _ in range(3)]
+        a, b, c = replicas
+        renewing = [asyncio.ensure_future(r.leases.run()) for r in replicas]
+        await a.take()
+        await b.take()
+        queued = [asyncio.ensure_future(r.take()) for r in (a, b) for _ in range(50)]
+        c_waiting = asyncio.ensure_future(c.take())
+        deadline = time.monotonic() + 10
+        while not c_waiting.done() and time.monotonic() < deadline:
+            for busy in (a, b):  # runs keep ending; a and b always have more events waiting
+                if busy.slots.in_flight:
+                    busy.slots.release()
+            await asyncio.sleep(0.05)
+            assert sum(r.slots.in_flight for r in replicas) <= 2
+        assert c_waiting.done(), "two replicas kept the slots while a third one's event waited"
+        for task in [*renewing, *queued]:
+            task.cancel()
+        await asyncio.gather(*renewing, *queued, return_exceptions=True)
+        for replica in replicas:
+            await replica.close()
+
+    in_process(run)
+
+
 def test_without_redis_slots_fail_open_at_the_per_replica_cap() -> None:
     async def run(namespace: str) -> None:
         away = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
