@@ -217,8 +217,13 @@ class Slots:
         self._kick()
 
     def _kick(self) -> None:
-        if self._asking is None and self.leased:
+        """Start asking Redis, unless a round is under way or there is nothing to ask (an event
+        waiting while every held slot runs: it gets the next one released here)."""
+        if self._asking is None and self.leased and self._has_news():
             self._asking = asyncio.ensure_future(self._ask_rounds())
+
+    def _has_news(self) -> bool:
+        return self._need() > self.held or self.held != self._told or self._returning or self._unmet
 
     async def _ask_rounds(self) -> None:
         """Ask Redis until what this replica holds matches what it needs (or nothing is free:
