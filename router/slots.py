@@ -228,9 +228,9 @@ class Slots:
     async def _ask_rounds(self) -> None:
         """Ask Redis until what this replica holds matches what it needs (or nothing is free:
         then again every POLL_S while events wait)."""
-        loop = asyncio.get_running_loop()
+        loop, leases = asyncio.get_running_loop(), self._leases
         try:
-            while self.leased:
+            while leases is not None and leases.checked:
                 quiet_s = self._quiet_until - loop.time()
                 if quiet_s > 0 and self._need() > self.held and self.held == self._told:
                     await asyncio.sleep(quiet_s)
@@ -243,7 +243,7 @@ class Slots:
                 round_ = self._rounds
                 self.held = min(self.held, ask.hold)  # never run on slots being given back
                 try:
-                    grant = await self._leases.ask(self.function, ask)  # type: ignore[union-attr]
+                    grant = await leases.ask(self.function, ask)
                 except RedisError:
                     self._hand_over()  # unchecked now: up to the per-replica cap
                     return
