@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from router.pool import Pool
 
 POLL_S = 0.05  # how often a replica whose events wait asks for slots again
-LINGER_S = 0.05  # how long an unused leased slot is kept for the next call
+LINGER_S = 0.05  # how long a leased slot unused is kept for the next call
 QUIET_S = 0.1  # after giving a slot to a waiting replica, ask for none for this long
 YIELD_EVERY_S = 1.0  # while other replicas wait, give one of them a slot this often
 
@@ -65,6 +65,7 @@ class Slots:
         self._asking: asyncio.Task[None] | None = None
         self._lingering: asyncio.TimerHandle | None = None
         self._returning = False  # the linger is over: give back what is still unused
+        self._busiest = 0  # the most slots needed at once since the linger began
         self._yield = False  # another replica waits: give it our next released slot
         self._quiet_until = 0.0
         self._yielded_at = float("-inf")
@@ -107,6 +108,7 @@ class Slots:
             raise Throttled(self.function)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._busiest = max(self._busiest, self.in_flight + len(self._waiters))
         if not wait:
             self._impatient[waiter] = self._rounds
         self._kick()
@@ -206,7 +208,8 @@ class Slots:
         self._kick()
 
     def _linger_if_spare(self) -> None:
-        """Give back leased slots nobody uses after LINGER_S (the next call may want them)."""
+        """Give back leased slots unused for LINGER_S (until then the next call may want
+        them)."""
         if self.held > self.in_flight + len(self._waiters) and self._lingering is None:
             loop = asyncio.get_running_loop()
             self._lingering = loop.call_later(LINGER_S, self._linger_over)
@@ -263,14 +266,19 @@ class Slots:
         if need > self.held and not quiet:
             return Ask(need, need, self.maximum)
         if self._returning:
+            # Only slots unused for the whole linger go back: a drain whose need dips for a
+            # moment between deliveries keeps them.
             self._returning = False
-            self.held = min(self.held, max(need, self.in_flight))
+            self.held = min(self.held, max(need, self.in_flight, self._busiest))
+            self._busiest = need
         if self.held != self._told or (self._unmet and need <= self.held):
             return Ask(self.held, need, self.maximum)
         return None
 
     def _admit(self) -> None:
         self.in_flight += 1
+        if self.in_flight > self._busiest:
+            self._busiest = self.in_flight
         if self._leases is not None and not self._leases.checked:
             self._leases.unchecked(self.function)
 

@@ -448,6 +448,12 @@ def test_with_redis_away_replicas_fail_open_at_their_cap_and_lease_again_after()
                 router.metric("router_concurrency_leases_unchecked_total", function=function) == 0
             )
 
+            leased = redis.Redis.from_url(url)
+            held_key = f"{namespace}:concurrency:{function}:held"
+            deadline = time.monotonic() + 5
+            while leased.hlen(held_key):  # the unused slot goes back after its linger
+                assert time.monotonic() < deadline, "the replica kept a slot it did not use"
+                time.sleep(0.02)
             os.kill(server.pid, signal.SIGSTOP)  # Redis stops answering
             with ThreadPoolExecutor(3) as pool:
                 calls = [
@@ -468,7 +474,6 @@ def test_with_redis_away_replicas_fail_open_at_their_cap_and_lease_again_after()
             while "concurrency is leased across replicas again" not in log.read_text():
                 assert time.monotonic() < deadline, "the router never leased again"
                 time.sleep(0.1)
-            leased = redis.Redis.from_url(url)
             with ThreadPoolExecutor(1) as pool:
                 running = pool.submit(
                     httpx.post, f"{router.url}/hooks/{hook}", json={"sleep": 2}, timeout=30
