@@ -80,10 +80,14 @@ def test_async_webhooks_round_robin_one_replica_killed_one_terminated(
         wait_for(lambda: all(ran(r, function) for r in routers), "all run")
         wait_for(lambda: len(sender.accepted) >= EVENTS * 0.3, "a third accepted")
         replicas[1].kill()
+        sender.dead.add(1)
         wait_for(lambda: len(sender.accepted) >= EVENTS * 0.6, "two thirds accepted")
         replicas[2].stop()
+        sender.dead.add(2)
+        for thread in threads:
+            thread.join()  # the rest go to the survivor and to the dead replicas' ports
     finally:
-        sender.done.set()  # only if the test failed before all were sent
+        sender.done.set()  # cuts the sending short only when the test failed before its end
         for thread in threads:
             thread.join()
 
@@ -94,11 +98,15 @@ def test_async_webhooks_round_robin_one_replica_killed_one_terminated(
         "webhooks, 3 replicas, 1 killed 1 terminated", sender.accepted, expected_as="accepted"
     )
     print(f"[webhooks] answers={dict(sender.answers)} killed replica's prefetch={held}")
+    print(f"[webhooks] by replica (survivor, killed, terminated): {sender.by_replica}")
+    print(f"[webhooks] sent to a replica already gone: {dict(sender.to_dead)}")
     assert len(tally.sent) == EVENTS
     assert lost == 0
     assert duplicated <= held
     assert set(sender.answers) <= {"202", "503", "refused", "broken"}, sender.answers
-    assert sender.answers["refused"] > 0  # the dead replicas' port was tried, and not counted
+    assert set(sender.by_replica[0]) == {"202"}  # the survivor accepted all it was sent
+    assert sender.to_dead["refused"] > 0  # the dead replicas' ports were tried
+    assert "202" not in sender.to_dead  # and nothing sent there was counted as accepted
     # Run without a 202: only events whose answer never came (the replica died while it
     # published) or was a 503 (a publish that timed out may still have been confirmed later).
     assert set(tally.executed()) - sender.accepted <= sender.unanswered
@@ -115,6 +123,9 @@ class RoundRobin:
         self.accepted: set[str] = set()
         self.unanswered: set[str] = set()  # 503s and requests cut off before an answer
         self.answers: Counter[str] = Counter()
+        self.by_replica: list[Counter[str]] = [Counter() for _ in urls]
+        self.dead: set[int] = set()  # replicas whose process had exited (the test says when)
+        self.to_dead: Counter[str] = Counter()  # answers to requests sent to those
         self.done = threading.Event()
         self._numbers = itertools.count()
         self._lock = threading.Lock()
@@ -126,7 +137,10 @@ class RoundRobin:
                 event_id = f"hook-{n}"
                 with self._lock:
                     self.tally.sent.add(event_id)
-                self._note(event_id, self._post(clients[n % len(clients)], event_id))
+                replica = n % len(clients)
+                was_dead = replica in self.dead
+                answer = self._post(clients[replica], event_id)
+                self._note(event_id, replica, answer, was_dead)
         finally:
             for client in clients:
                 client.close()
@@ -140,9 +154,12 @@ class RoundRobin:
             return "broken"
         return str(response.status_code)
 
-    def _note(self, event_id: str, answer: str) -> None:
+    def _note(self, event_id: str, replica: int, answer: str, was_dead: bool) -> None:
         with self._lock:
             self.answers[answer] += 1
+            self.by_replica[replica][answer] += 1
+            if was_dead:
+                self.to_dead[answer] += 1
             if answer == "202":
                 self.accepted.add(event_id)
             elif answer != "refused":
