@@ -128,9 +128,17 @@ class Service:
         self.router: Router | None = None
 
     def start(self) -> Router:
+        self.launch()
+        return self.ready()
+
+    def launch(self) -> None:
+        """Start the process, without waiting for it to be ready."""
         process, port, log = start_router(self.namespace, **self.env)
-        wait_ready(f"http://127.0.0.1:{port}", process, log, timeout=60)
         self.router = Router(self.namespace, port, process, log)
+
+    def ready(self) -> Router:
+        assert self.router is not None
+        wait_ready(self.router.url, self.router.process, self.router.log, timeout=60)
         return self.router
 
     def kill(self) -> None:
@@ -170,6 +178,13 @@ def replicas() -> Iterator[list[Service]]:
             if svc.router is not None and svc.router.process.poll() is None:
                 stop(svc.router.process)
         cleanup(namespace)
+
+
+def start_together(services: list[Service]) -> list[Router]:
+    """Replicas started at once, then waited for: none has a start-up's head start."""
+    for svc in services:
+        svc.launch()
+    return [svc.ready() for svc in services]
 
 
 def publish(exchange: str, key: str, bodies: list[bytes], ids: list[str]) -> None:

@@ -20,7 +20,14 @@ import httpx
 
 from router.settings import Settings
 from tests.conftest import Router, unique
-from tests.faults.conftest import RedisTally, Service, publish, queue_consumers, queue_messages
+from tests.faults.conftest import (
+    RedisTally,
+    Service,
+    publish,
+    queue_consumers,
+    queue_messages,
+    start_together,
+)
 
 EVENTS = 5000
 CONCURRENCY = 4  # per replica: 12 process environments on the machine at most
@@ -40,22 +47,27 @@ def test_amqp_drain_one_replica_killed_one_terminated(replicas: list[Service]) -
     tally.sent.update(ids)
     bodies = [json.dumps({"id": event_id}).encode() for event_id in ids]
     publish(exchange, "fault.created", bodies, ids)  # all queued before any replica consumes
-    survivor, killed, terminated = (replica.start() for replica in replicas)
+    survivor, killed, terminated = start_together(replicas)
     held = prefetch(replicas[1], killed, function)
     queue = f"{first.namespace}.fn.{function}"
 
     wait_for(lambda: all(ran(r, function) for r in (survivor, killed, terminated)), "all run")
     wait_for(lambda: executed(tally) >= EVENTS * 0.3, "a third drained")
-    assert executed(tally) < EVENTS, "killed mid-drain"
+    killed_at = executed(tally)
+    assert killed_at < EVENTS, "killed mid-drain"
     replicas[1].kill()
     wait_for(lambda: executed(tally) >= EVENTS * 0.6, "two thirds drained")
-    assert executed(tally) < EVENTS, "terminated mid-drain"
+    terminated_at = executed(tally)
+    assert terminated_at < EVENTS, "terminated mid-drain"
     replicas[2].stop()
 
     tally.wait_all(set(ids), timeout=90)
     wait_for(lambda: queue_messages(queue) == 0, "every delivery settled", timeout=30)
     lost, duplicated = tally.report("amqp, 3 replicas, 1 killed 1 terminated", set(ids))
-    print(f"[amqp] killed replica's prefetch={held}")
+    print(
+        f"[amqp] killed at executed={killed_at}, terminated at executed={terminated_at}; "
+        f"killed replica's prefetch={held}"
+    )
     assert lost == 0
     assert duplicated <= held
     assert set(tally.executed()) == set(ids)
@@ -65,7 +77,7 @@ def test_amqp_drain_one_replica_killed_one_terminated(replicas: list[Service]) -
 def test_async_webhooks_round_robin_one_replica_killed_one_terminated(
     replicas: list[Service],
 ) -> None:
-    routers = [replica.start() for replica in replicas]
+    routers = start_together(replicas)
     function, trigger = unique("fn"), unique("hook")
     tally = RedisTally(routers[0].namespace, function)
     tally_function(routers[0], function)
