@@ -44,7 +44,7 @@ from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
 from router.logstore import LogStore
-from router.metrics import CONTENT_TYPE, Metrics
+from router.metrics import CONTENT_TYPE, Metrics, shared_directory
 from router.monitor import Monitor
 from router.names import Names
 from router.ratelimit import RateLimiter
@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def build_services(settings: Settings) -> Services:
     names = Names(settings.namespace)
-    metrics = Metrics()
+    metrics = Metrics(shared_directory())  # shared: one worker of several (router.supervisor)
     # Fail fast when Redis is away (the hot path never waits on it) and retry once on a blip;
     # redis-py's own defaults (10 retries, up to 1 s apart) would stall every request.
     redis = Redis.from_url(
@@ -333,6 +333,8 @@ def _forgetting(metrics: Metrics) -> Callable[[Snapshot], Awaitable[None]]:
     async def forget(snapshot: Snapshot) -> None:
         for function in known - set(snapshot.functions):
             metrics.forget(function)
+        for function in set(snapshot.functions) - known:
+            metrics.known(function)
         known.clear()
         known.update(snapshot.functions)
 
