@@ -269,6 +269,7 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
             return
         await _retry(what, step)
     svc.started = True
+    svc.started_event.set()
     # What is loaded by now lives as long as the process. Frozen, it is left out of garbage
     # collections: a full one under load took 40 ms (a 40 ms stall) over these ~70k objects
     # and takes about 1 ms without them.

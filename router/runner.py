@@ -46,7 +46,10 @@ def run(settings: Settings, supervised: Supervised | None = None) -> int:
         log.error("cannot start: the supervisor of this worker is gone")
         return 1
     try:
-        sockets = bind(settings.host, settings.port, reuse_port=supervised is not None)
+        joining = supervised is not None and supervised.when_ready
+        sockets = bind(
+            settings.host, settings.port, reuse_port=supervised is not None, listen=not joining
+        )
     except BindError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -144,6 +147,8 @@ async def _serve(
     assert runner.server is not None
     http = HttpServer(runner.server, connections.Connections(cap, svc.metrics), settings)
     svc.connections = http.connections
+    if supervised is not None and supervised.when_ready:
+        await _started(svc, stop)
     if not stop.requested:
         await http.start(sockets)
         names = ", ".join(_name(sock) for sock in sockets)
@@ -153,6 +158,15 @@ async def _serve(
         await stop.wait()
     await shut_down(runner, http, svc)
     return 0
+
+
+async def _started(svc: Services, stop: Stop) -> None:
+    """Until the router has reached Redis and RabbitMQ and loaded the registry (or is told to
+    stop): a worker started in place of a dead one joins its serving siblings only then."""
+    waiters = [asyncio.ensure_future(svc.started_event.wait()), asyncio.ensure_future(stop.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
 
 
 async def shut_down(runner: web.AppRunner, http: HttpServer, svc: Services) -> None:

@@ -8,6 +8,8 @@
   before it ever listened (a handler module that does not import, say) ends the start too.
 - A worker that dies later is started again after a backoff that doubles with each failure in
   a row, so a crash loop does not spin, and starts afresh once a worker has run for STEADY_S.
+  The new worker joins the port once it is ready (router.supervised): its siblings serve
+  meanwhile.
 - SIGTERM or SIGINT is passed to every worker, which drains as a single router does within
   ROUTER_SHUTDOWN_GRACE_S; the supervisor exits once all have, 0 if each exited cleanly. A
   second signal is passed on too (the workers exit at once). Workers run in a process group of
@@ -37,7 +39,7 @@ from router.metrics import SHARED_DIR, forget_process
 from router.server import BindError, bind
 from router.settings import Settings
 from router.shutdown import MARGIN_S
-from router.supervised import INDEX, READY_FD, SUPERVISOR
+from router.supervised import INDEX, READY_FD, SUPERVISOR, WHEN_READY
 
 log = logging.getLogger("router.supervisor")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -122,7 +124,7 @@ class Supervisor:
         failures, listened_once = 0, False
         while not self._stopping.is_set():
             started = time.monotonic()
-            code, listened = await self._run_once(index)
+            code, listened = await self._run_once(index, again=listened_once)
             listened_once = listened_once or listened
             if self._stopping.is_set():
                 self._check_exit(index, code, listened)
@@ -139,10 +141,13 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
-    async def _run_once(self, index: int) -> tuple[int, bool]:
-        """Start the worker and wait for it to exit: its exit code, and whether it listened."""
+    async def _run_once(self, index: int, again: bool) -> tuple[int, bool]:
+        """Start the worker and wait for it to exit: its exit code, and whether it listened.
+        `again`: in place of one that served, so it joins its siblings once ready."""
         ready, writer = os.pipe()
         environment = {**self._environment, INDEX: str(index), READY_FD: str(writer)}
+        if again:
+            environment[WHEN_READY] = "1"
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
