@@ -1270,7 +1270,8 @@ async def webhook_workers(session: aiohttp.ClientSession, options: Options) -> l
     rates: dict[int, float] = {}
     for count in WORKER_COUNTS:
         ceiling = await bare_ceiling(session, count, duration_s, warmup_s)
-        detail = f"{ceiling.describe()}; bare aiohttp, {count} process(es), SO_REUSEPORT"
+        how = "1 process" if count == 1 else f"{count} processes, SO_REUSEPORT"
+        detail = f"{ceiling.describe()}; bare aiohttp, {how}"
         rows.append(Row("webhook-workers", f"ceiling {count}p", detail))
 
         async def body(router: Router, ceiling: Load = ceiling, count: int = count) -> list[Row]:
