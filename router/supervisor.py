@@ -156,6 +156,10 @@ class Supervisor:
                 pass_fds=(writer,),
                 process_group=0,  # a terminal's Ctrl-C is passed on once, from here
             )
+        except OSError as exc:  # out of processes or memory: a failure like a crash
+            log.error("worker %d could not be started: %s", index, exc)
+            os.close(ready)
+            return 1, False
         finally:
             os.close(writer)  # the worker's copy is the only one: its exit is an end of file
         self._running[index] = process
