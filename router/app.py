@@ -229,6 +229,7 @@ async def close(svc: Services, tasks: list[asyncio.Task[None]]) -> None:
         bounded("stopping background tasks", _cancelled(tasks), first_s),
         _stop_work(svc, first_s),
     )
+    svc.metrics.share()  # a worker of several: its last counts stay in the run's sums
     last_s = stopping.left()
     await asyncio.gather(
         bounded("closing the RabbitMQ connection", svc.broker.close(), last_s),

@@ -23,7 +23,7 @@ metrics.throttles.labels("f").inc()
 metrics.http_connections.inc()
 metrics.queue_depth.labels("f").set(depth)
 metrics.sampled(metrics.concurrent, lambda: running, "f")
-metrics.sample()
+metrics.share()
 print(os.getpid())
 """
 RENDER = """

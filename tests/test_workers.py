@@ -93,6 +93,12 @@ def invocations(router: Router, function: str) -> float:
     return router.metric("router_invocations_total", function=function, outcome="succeeded")
 
 
+def wait_count(router: Router, function: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while invocations(router, function) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def function_of(router: Router, trigger: str) -> str:
     function: str = router.http.get(f"/api/v1/triggers/{trigger}").json()["function"]
     return function
@@ -123,9 +129,7 @@ def test_metrics_sum_every_worker_whichever_answers(two_workers: Router) -> None
     count = 40
     seen = {call_hook(router, trigger) for _ in range(count)}
     assert len(seen) == 2  # each worker counted a part: one worker's count alone is short
-    deadline = time.monotonic() + 10
-    while invocations(router, function) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_count(router, function, count)  # each worker writes its counts down once a second
     for _ in range(10):  # each scrape on a new connection: answered by either worker
         text = fresh(router, "GET", "/metrics").text
         assert _sample(text, "router_invocations_total", function, 'outcome="succeeded"') == count
@@ -148,6 +152,7 @@ def test_a_killed_worker_is_started_again_and_its_counts_stay(two_workers: Route
     function = function_of(router, trigger)
     seen = {call_hook(router, trigger) for _ in range(30)}
     assert len(seen) == 2
+    wait_count(router, function, 30)  # every worker has written its counts down
     victim = min(seen)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 60
@@ -157,9 +162,7 @@ def test_a_killed_worker_is_started_again_and_its_counts_stay(two_workers: Route
     assert victim not in workers
     after = {call_hook(router, trigger) for _ in range(30)}
     assert after == workers  # the new worker serves too
-    deadline = time.monotonic() + 10
-    while invocations(router, function) < 60 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_count(router, function, 60)
     # The killed worker's 15-odd invocations are still counted: the sum never went down.
     assert [invocations(router, function) for _ in range(5)] == [60.0] * 5
     assert "worker 1 was killed by SIGKILL" in router.log.read_text() or (
