@@ -50,7 +50,7 @@ class Slots:
         self._metrics = metrics
         self._watched = False
         # Invocations running now are the slots taken, read when Prometheus scrapes.
-        metrics.child(metrics.concurrent, function).set_function(lambda: self.in_flight)
+        metrics.sampled(metrics.concurrent, lambda: self.in_flight, function)
 
     def resize(self, maximum: int) -> None:
         self.maximum = maximum
@@ -113,13 +113,9 @@ class Slots:
         if self._watched:
             return
         self._watched = True
-        workers, child = self._metrics.workers, self._metrics.child
-        child(workers, self.function, "busy").set_function(
-            lambda: sum(len(p.busy) for p in self.pools)
-        )
-        child(workers, self.function, "idle").set_function(
-            lambda: sum(len(p.idle) for p in self.pools)
-        )
+        workers, sampled = self._metrics.workers, self._metrics.sampled
+        sampled(workers, lambda: sum(len(p.busy) for p in self.pools), self.function, "busy")
+        sampled(workers, lambda: sum(len(p.idle) for p in self.pools), self.function, "idle")
 
 
 class Pool:

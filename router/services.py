@@ -55,6 +55,7 @@ class Services:
     cells: Cells
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
+    started_event: asyncio.Event = field(default_factory=asyncio.Event)  # set with `started`
     draining: bool = False  # shutting down: no new events
     stopping: Deadline | None = None  # set when a shutdown begins: all of it ends by then
     drained: asyncio.Future[None] | None = None  # the drain, once begun

@@ -132,6 +132,11 @@ def sleep_then_pid(event: Any, context: Any) -> int:
     return os.getpid()
 
 
+async def pid_async(event: Any, context: Any) -> dict[str, int]:
+    """Inline: the pid of the router process (the worker) that ran it."""
+    return {"pid": os.getpid()}
+
+
 def _now_entry(event: Any, context: Any) -> None:
     _client.rpush(
         ledger_key(context.function_name),
