@@ -46,7 +46,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 # serve: the bare aiohttp app answering what the router's sync webhook answers
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, reuse_port: bool = False) -> None:
     from aiohttp import web
 
     async def hook(request: web.Request) -> web.Response:
@@ -57,7 +57,8 @@ async def serve(port: int) -> None:
     app.router.add_route("*", "/hooks/{trigger}", hook)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    # reuse_port: one of several such processes on the port, as `serve --workers N` runs
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -210,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, beside siblings")
     p = sub.add_parser("http")
     p.add_argument("--url", required=True)
     p.add_argument("--body-file", type=Path, required=True)
@@ -230,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     install_uvloop()
     if args.command == "serve":
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, args.reuse_port))
         return 0
     result: dict[str, Any]
     if args.command == "http":

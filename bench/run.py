@@ -2,11 +2,11 @@
 
     python bench/run.py [--scenario NAME] [--quick]
 
-Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory,
-runtimes, leases (see bench/README.md). Every scenario starts its own router (`python -m router
-serve`) in a fresh namespace and removes the namespace's Redis keys, queues and exchanges
-afterwards; the drain also runs Celery and Dramatiq workers on their own queues, deleted
-afterwards. One table is printed at the end.
+Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-workers,
+webhook-async, memory, runtimes, leases (see bench/README.md). Every scenario starts its own
+router (`python -m router serve`) in a fresh namespace and removes the namespace's Redis keys,
+queues and exchanges afterwards; the drain also runs Celery and Dramatiq workers on their own
+queues, deleted afterwards. One table is printed at the end.
 """
 
 from __future__ import annotations
@@ -160,8 +160,11 @@ def delay_tiers() -> tuple[int, ...]:
 class Router:
     """One `router serve` process in its own namespace, plus cleanup of what it created."""
 
-    def __init__(self, session: aiohttp.ClientSession, namespace: str | None = None) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, namespace: str | None = None, workers: int = 1
+    ) -> None:
         self.session = session
+        self.workers = workers  # `serve --workers`: router processes on the port
         self.namespace = namespace or f"bench-{secrets.token_hex(4)}"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -192,6 +195,7 @@ class Router:
             "PYTHONPATH": f"{BENCH_DIR}:{REPO_ROOT}",
             # Only the bench's functions: the default `handlers` package declares its own.
             "ROUTER_HANDLERS": HANDLERS,
+            "ROUTER_WORKERS": str(self.workers),
             **(extra_env or {}),
         }
         self._process = await asyncio.create_subprocess_exec(
@@ -208,14 +212,23 @@ class Router:
         while time.monotonic() < deadline:
             if self._process.returncode is not None:
                 raise RuntimeError(f"router exited with {self._process.returncode}: {self.tail()}")
-            try:
-                async with self.session.get(f"{self.base}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
+            if await self._all_ready():
+                return
             await asyncio.sleep(0.05)
         raise RuntimeError(f"router not ready after {READY_TIMEOUT_S:.0f} s: {self.tail()}")
+
+    async def _all_ready(self) -> bool:
+        """/readyz answers 200; with several workers, twenty times in a row on new connections
+        (the kernel picks a worker per connection), so that every worker is asked."""
+        for _ in range(1 if self.workers == 1 else 20):
+            try:
+                headers = {"Connection": "close"} if self.workers > 1 else {}
+                async with self.session.get(f"{self.base}/readyz", headers=headers) as response:
+                    if response.status != 200:
+                        return False
+            except aiohttp.ClientError:
+                return False
+        return True
 
     async def stop(self) -> None:
         process, self._process = self._process, None
@@ -363,9 +376,11 @@ Scenario = Callable[[aiohttp.ClientSession, Options], Awaitable[list[Row]]]
 
 
 async def with_router(
-    session: aiohttp.ClientSession, body: Callable[[Router], Awaitable[list[Row]]]
+    session: aiohttp.ClientSession,
+    body: Callable[[Router], Awaitable[list[Row]]],
+    workers: int = 1,
 ) -> list[Row]:
-    router = Router(session)
+    router = Router(session, workers=workers)
     try:
         await router.start()
         return await body(router)
@@ -1225,6 +1240,69 @@ async def webhook_sync(session: aiohttp.ClientSession, options: Options) -> list
     return await with_router(session, body)
 
 
+async def bare_ceiling(
+    session: aiohttp.ClientSession, processes: int, duration_s: float, warmup_s: float
+) -> Load:
+    """The bare aiohttp app in `processes` processes on one port (SO_REUSEPORT when several)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.loadgen", "serve", "--port", str(port)]
+    argv += ["--reuse-port"] if processes > 1 else []
+    bares = [Child(f"bare-aiohttp-{i}", argv, child_env()) for i in range(processes)]
+    try:
+        for bare in bares:
+            await bare.start()
+        url = f"http://127.0.0.1:{port}/hooks/bare"
+        for bare in bares:  # each answers: new connections until all have started
+            await wait_http(url, session, bare)
+        await asyncio.sleep(1.0)  # the last ones to start are listening too
+        return await http_load(url, duration_s, warmup_s)
+    finally:
+        for bare in bares:
+            await bare.stop()
+
+
+WORKER_COUNTS = (1, 2)
+
+
+async def webhook_workers(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    """webhook-sync's inline load against `serve --workers N` and bare aiohttp in N processes
+    on one port, for each N in WORKER_COUNTS, at the service's defaults otherwise."""
+    duration_s, warmup_s = durations(options)
+    rows: list[Row] = []
+    rates: dict[int, float] = {}
+    for count in WORKER_COUNTS:
+        ceiling = await bare_ceiling(session, count, duration_s, warmup_s)
+        how = "1 process" if count == 1 else f"{count} processes, SO_REUSEPORT"
+        detail = f"{ceiling.describe()}; bare aiohttp, {how}"
+        rows.append(Row("webhook-workers", f"ceiling {count}p", detail))
+
+        async def body(router: Router, ceiling: Load = ceiling, count: int = count) -> list[Row]:
+            await router.put_function("hook-inline", "noop_async", "inline", 64)
+            await router.put_trigger("hook-inline", webhook_trigger("hook-inline", "sync"))
+            before = await router.metrics()
+            load = await http_load(f"{router.base}/hooks/hook-inline", duration_s, warmup_s)
+            answers = unexpected_answers(before, await router.metrics(), "hook-inline", "200")
+            rates[count] = load.rate
+            return [
+                Row(
+                    "webhook-workers",
+                    f"inline {count}w",
+                    f"{load.describe()}; --workers {count}, max 64{answers}",
+                    f"{ceiling.rate:.0f} req/s",
+                    f"{load.rate / ceiling.rate:.2f}",
+                )
+            ]
+
+        rows += await with_router(session, body, workers=count)
+    if len(rates) == len(WORKER_COUNTS):
+        first, last = WORKER_COUNTS[0], WORKER_COUNTS[-1]
+        scale = rates[last] / rates[first]
+        rows.append(
+            Row("webhook-workers", f"{last}w / {first}w", f"router req/s ratio {scale:.2f}")
+        )
+    return rows
+
+
 async def publish_ceiling(namespace: str, duration_s: float, warmup_s: float) -> Load:
     queue = f"{namespace}.ceiling-async"
     try:
@@ -1519,6 +1597,7 @@ SCENARIOS: dict[str, Scenario] = {
     "warm-overhead": warm_overhead,
     "drain": drain,
     "webhook-sync": webhook_sync,
+    "webhook-workers": webhook_workers,
     "webhook-async": webhook_async,
     "memory": memory,
     "runtimes": runtimes,
@@ -1530,6 +1609,7 @@ BUDGET_S = {
     "warm-overhead": 90.0,
     "drain": 420.0,
     "webhook-sync": 120.0,
+    "webhook-workers": 180.0,
     "webhook-async": 90.0,
     "memory": 45.0,
     "runtimes": 360.0,  # the Go build included (8 s here; more where Go builds its std first)

@@ -89,7 +89,8 @@ class Bundles:
                     "user; choose a directory only this user (or root) can write"
                 )
         for leftover in self.directory.glob(".partial-*"):
-            _removed(leftover)
+            if not _unpacking_now(leftover):
+                _removed(leftover)
 
     async def zip(self, sha256: str) -> bytes | None:
         raw = await self._redis.get(self._names.code(digest(sha256)))
@@ -181,6 +182,21 @@ def _removed(path: Path) -> None:
         with contextlib.suppress(OSError):
             os.chmod(directory, 0o755)
     shutil.rmtree(path, onerror=writable)
+
+
+def _unpacking_now(partial: Path) -> bool:
+    """Whether a live process (another worker of `serve --workers`, another router on this
+    host) is still unpacking into `partial` (`.partial-<digest>-<pid>-<random>`)."""
+    owner = partial.name.rsplit("-", 2)[-2]
+    if not owner.isdigit() or int(owner) == os.getpid():
+        return False
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _trusted(info: os.stat_result) -> bool:

@@ -286,6 +286,10 @@ def _serve_parser(commands: Any) -> None:
         ("handlers", "comma-separated modules with decorated handlers (ROUTER_HANDLERS)"),
         ("log-level", "DEBUG, INFO, WARNING or ERROR (ROUTER_LOG_LEVEL)"),
         ("log-format", "json, plain, or auto: plain on a terminal (ROUTER_LOG_FORMAT)"),
+        (
+            "workers",
+            "router processes on the port, or auto: one per core (ROUTER_WORKERS, default 1)",
+        ),
     ):
         serve.add_argument(f"--{option}", help=help_text)
     serve.set_defaults(run=run_serve)
@@ -462,15 +466,21 @@ def run_serve(args: argparse.Namespace) -> int:
         "handlers": args.handlers,
         "log_level": args.log_level,
         "log_format": args.log_format,
+        "workers": args.workers,
     }
     settings = Settings.from_env(**overrides)
     logformat.configure(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        from router import supervisor
+
+        return supervisor.run(settings, overrides)
     from router import runner
+    from router.supervised import Supervised
 
     _install_uvloop()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # handler modules are found where the service runs
-    return runner.run(settings)
+    return runner.run(settings, Supervised.from_env(os.environ))
 
 
 def _install_uvloop() -> None:

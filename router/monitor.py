@@ -39,6 +39,7 @@ class Monitor:
 
     async def tick(self) -> None:
         metrics = self._metrics
+        metrics.share()  # a worker of several: its counts and gauges, written for the merge
         dropped = logformat.dropped()
         if dropped > self._dropped:  # the writer thread counts; the counter follows
             metrics.log_lines_dropped.inc(dropped - self._dropped)

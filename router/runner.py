@@ -8,6 +8,8 @@
 - As a last resort a watchdog thread ends the process once that time is up, whatever the event
   loop, a library or a handler's thread is doing: a thread cannot be cancelled, and Python
   waits for such threads at exit.
+- A worker of `serve --workers N` (router.supervised) runs exactly this, binding the port
+  beside its siblings (SO_REUSEPORT) and telling its supervisor once it listens.
 """
 
 from __future__ import annotations
@@ -31,16 +33,23 @@ from router.server import BindError, HttpServer, bind
 from router.services import SERVICES, Services
 from router.settings import Settings
 from router.shutdown import MARGIN_S, Deadline, bounded
+from router.supervised import Supervised
 
 log = logging.getLogger("router")
 EXIT_S = 1.0  # after the shutdown's deadline: for the event loop and the interpreter to end
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, supervised: Supervised | None = None) -> int:
     """Serve until a signal; the process's exit code."""
+    if supervised is not None and not supervised.attach():
+        log.error("cannot start: the supervisor of this worker is gone")
+        return 1
     try:
-        sockets = bind(settings.host, settings.port)
+        joining = supervised is not None and supervised.when_ready
+        sockets = bind(
+            settings.host, settings.port, reuse_port=supervised is not None, listen=not joining
+        )
     except BindError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -50,7 +59,7 @@ def run(settings: Settings) -> int:
     stop = Stop(loop, settings.shutdown_grace_s + MARGIN_S + EXIT_S)
     code = 1
     try:
-        code = loop.run_until_complete(_serve(settings, sockets, stop, limit))
+        code = loop.run_until_complete(_serve(settings, sockets, stop, limit, supervised))
     finally:
         stop.exiting(code)
         _close_loop(loop)
@@ -119,7 +128,13 @@ def _exit(code: int, why: str) -> None:
     os._exit(code)
 
 
-async def _serve(settings: Settings, sockets: list[socket.socket], stop: Stop, limit: int) -> int:
+async def _serve(
+    settings: Settings,
+    sockets: list[socket.socket],
+    stop: Stop,
+    limit: int,
+    supervised: Supervised | None,
+) -> int:
     app = create_app(settings)
     svc = app[SERVICES]
     runner = web.AppRunner(app, handle_signals=False)
@@ -132,13 +147,26 @@ async def _serve(settings: Settings, sockets: list[socket.socket], stop: Stop, l
     assert runner.server is not None
     http = HttpServer(runner.server, connections.Connections(cap, svc.metrics), settings)
     svc.connections = http.connections
+    if supervised is not None and supervised.when_ready:
+        await _started(svc, stop)
     if not stop.requested:
         await http.start(sockets)
         names = ", ".join(_name(sock) for sock in sockets)
         log.info("listening on %s (at most %d connections, open-file limit %d)", names, cap, limit)
+        if supervised is not None:
+            supervised.listening()
         await stop.wait()
     await shut_down(runner, http, svc)
     return 0
+
+
+async def _started(svc: Services, stop: Stop) -> None:
+    """Until the router has reached Redis and RabbitMQ and loaded the registry (or is told to
+    stop): a worker started in place of a dead one joins its serving siblings only then."""
+    waiters = [asyncio.ensure_future(svc.started_event.wait()), asyncio.ensure_future(stop.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
 
 
 async def shut_down(runner: web.AppRunner, http: HttpServer, svc: Services) -> None:

@@ -46,8 +46,13 @@ class BindError(Exception):
     """The port could not be listened on; the message says why in an operator's words."""
 
 
-def bind(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets on every address `host` resolves to, as asyncio would make them."""
+def bind(
+    host: str, port: int, reuse_port: bool = False, listen: bool = True
+) -> list[socket.socket]:
+    """Listening sockets on every address `host` resolves to, as asyncio would make them.
+    `reuse_port`: beside the sockets of sibling workers (SO_REUSEPORT), the kernel spreading
+    new connections over them. `listen=False`: bound only, so that no connection is queued to
+    them until the server starts (asyncio listens then)."""
     try:
         addresses = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -57,7 +62,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _name, address in dict.fromkeys(addresses):
-            sockets.append(_listen(family, kind, proto, address, port))
+            sockets.append(_listen(family, kind, proto, address, port, reuse_port, listen))
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -65,14 +70,19 @@ def bind(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def _listen(family: int, kind: int, proto: int, address: Any, port: int) -> socket.socket:
+def _listen(
+    family: int, kind: int, proto: int, address: Any, port: int, reuse_port: bool, listen: bool
+) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restarts within TIME_WAIT
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
-        sock.listen(BACKLOG)
+        if listen:
+            sock.listen(BACKLOG)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()

@@ -57,6 +57,7 @@ class Services:
     leases: Leases | None  # None only in the benchmark's baseline (router.leases.enabled)
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
+    started_event: asyncio.Event = field(default_factory=asyncio.Event)  # set with `started`
     draining: bool = False  # shutting down: no new events
     stopping: Deadline | None = None  # set when a shutdown begins: all of it ends by then
     drained: asyncio.Future[None] | None = None  # the drain, once begun

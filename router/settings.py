@@ -42,6 +42,7 @@ class Settings:
     keep_warm_s: float = 60.0
     max_environments: int = 64
     shutdown_grace_s: float = 25.0
+    workers: int = 1  # router processes on the port (`auto`: one per core; router.supervisor)
     code_dir: str = ""  # where this replica unpacks code bundles (see bundles.default_directory)
     token_file: str = ""  # where a generated admin token is kept (see tokens.default_file)
     header_timeout_s: float = 10.0
@@ -98,6 +99,7 @@ class Settings:
             ("prefetch_multiplier", 1),
             ("max_event_bytes", 1),
             ("max_connections", 0),  # 0: derived from the open-file limit
+            ("workers", 1),
         ):
             if getattr(self, name) < least:
                 raise SettingsError(
@@ -119,9 +121,23 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def parse_workers(raw: str) -> int:
+    """`ROUTER_WORKERS` / `--workers`: a whole number of 1 or more, or `auto` (one per core)."""
+    text = raw.strip().lower()
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(
+            f"ROUTER_WORKERS (--workers) must be a whole number of 1 or more, or auto; got {raw!r}"
+        )
+    return int(text)
+
+
 def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
     if not isinstance(raw, str):
         return raw
+    if f.name == "workers":
+        return parse_workers(raw)
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     variable = PREFIX + f.name.upper()
     try:

@@ -72,10 +72,10 @@ class Slots:
         self._metrics = metrics
         self._watched = False
         # Invocations running now are the slots taken, read when Prometheus scrapes.
-        metrics.child(metrics.concurrent, function).set_function(lambda: self.in_flight)
+        metrics.sampled(metrics.concurrent, lambda: self.in_flight, function)
         if leases is not None:
             leases.hold(self)
-            metrics.child(metrics.leases_held, function).set_function(lambda: self.held)
+            metrics.sampled(metrics.leases_held, lambda: self.held, function)
 
     @property
     def leased(self) -> bool:
@@ -308,10 +308,6 @@ class Slots:
         if self._watched:
             return
         self._watched = True
-        workers, child = self._metrics.workers, self._metrics.child
-        child(workers, self.function, "busy").set_function(
-            lambda: sum(len(p.busy) for p in self.pools)
-        )
-        child(workers, self.function, "idle").set_function(
-            lambda: sum(len(p.idle) for p in self.pools)
-        )
+        workers, sampled = self._metrics.workers, self._metrics.sampled
+        sampled(workers, lambda: sum(len(p.busy) for p in self.pools), self.function, "busy")
+        sampled(workers, lambda: sum(len(p.idle) for p in self.pools), self.function, "idle")

@@ -13,12 +13,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
 
 import pika
 import pytest
+import redis
 
 from tests.conftest import (
     AMQP_URL,
@@ -54,15 +54,15 @@ REDIS_START = [
 ]
 
 
-@dataclass
-class Ledger:
-    path: Path
-    sent: set[str] = field(default_factory=set)
+class Tally:
+    """Event ids sent, and how many times each ran (where the runs are counted is the
+    subclass's)."""
+
+    def __init__(self) -> None:
+        self.sent: set[str] = set()
 
     def executed(self) -> Counter[str]:
-        if not self.path.exists():
-            return Counter()
-        return Counter(line for line in self.path.read_text().splitlines() if line)
+        raise NotImplementedError
 
     def wait_all(self, ids: set[str], timeout: float) -> Counter[str]:
         deadline = time.monotonic() + timeout
@@ -72,16 +72,46 @@ class Ledger:
             runs = self.executed()
         return runs
 
-    def report(self, name: str, expected: set[str], dead_lettered: int = 0) -> tuple[int, int]:
+    def report(
+        self, name: str, expected: set[str], dead_lettered: int = 0, expected_as: str = "expected"
+    ) -> tuple[int, int]:
         runs = self.executed()
         lost = len(expected - set(runs))
         duplicated = sum(count - 1 for count in runs.values() if count > 1)
         print(
-            f"\n[{name}] sent={len(self.sent)} expected={len(expected)} "
+            f"\n[{name}] sent={len(self.sent)} {expected_as}={len(expected)} "
             f"executed={sum(runs.values())} lost={lost} duplicated={duplicated} "
             f"dead_lettered={dead_lettered}"
         )
         return lost, duplicated
+
+
+class Ledger(Tally):
+    """Runs appended to a file, an id a line (`testfns:ledger_entry`): it survives the Redis
+    restarts some tests make."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def executed(self) -> Counter[str]:
+        if not self.path.exists():
+            return Counter()
+        return Counter(line for line in self.path.read_text().splitlines() if line)
+
+
+class RedisTally(Tally):
+    """Runs counted per id in the Redis hash `testfns:tally` keeps for `function`: environments
+    in process isolation have a /tmp of their own, out of a file ledger's reach."""
+
+    def __init__(self, namespace: str, function: str) -> None:
+        super().__init__()
+        self.key = f"{namespace}:tally:{function}"
+        self._redis = redis.Redis.from_url(REDIS_URL)
+
+    def executed(self) -> Counter[str]:
+        runs = self._redis.hgetall(self.key)
+        return Counter({event_id.decode(): int(count) for event_id, count in runs.items()})
 
 
 @pytest.fixture
@@ -98,15 +128,29 @@ class Service:
         self.router: Router | None = None
 
     def start(self) -> Router:
+        self.launch()
+        return self.ready()
+
+    def launch(self) -> None:
+        """Start the process, without waiting for it to be ready."""
         process, port, log = start_router(self.namespace, **self.env)
-        wait_ready(f"http://127.0.0.1:{port}", process, log, timeout=60)
         self.router = Router(self.namespace, port, process, log)
+
+    def ready(self) -> Router:
+        assert self.router is not None
+        wait_ready(self.router.url, self.router.process, self.router.log, timeout=60)
         return self.router
 
     def kill(self) -> None:
         assert self.router is not None
         self.router.process.kill()
         self.router.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM: a graceful drain, which ends with exit code 0."""
+        assert self.router is not None
+        self.router.process.terminate()
+        assert self.router.process.wait(timeout=40) == 0
 
 
 @pytest.fixture
@@ -120,6 +164,27 @@ def service() -> Iterator[Service]:
         ensure_rabbitmq()
         ensure_redis()
         cleanup(svc.namespace)
+
+
+@pytest.fixture
+def replicas() -> Iterator[list[Service]]:
+    """Three replicas of one namespace, started by the test (so it decides when)."""
+    namespace = unique("replicas")
+    services = [Service(namespace, ROUTER_LOG_LEVEL="WARNING") for _ in range(3)]
+    try:
+        yield services
+    finally:
+        for svc in services:
+            if svc.router is not None and svc.router.process.poll() is None:
+                stop(svc.router.process)
+        cleanup(namespace)
+
+
+def start_together(services: list[Service]) -> list[Router]:
+    """Replicas started at once, then waited for: none has a start-up's head start."""
+    for svc in services:
+        svc.launch()
+    return [svc.ready() for svc in services]
 
 
 def publish(exchange: str, key: str, bodies: list[bytes], ids: list[str]) -> None:
@@ -145,6 +210,23 @@ def queue_consumers(queue: str) -> int:
         return count
     finally:
         connection.close()
+
+
+def queue_messages(queue: str) -> int:
+    """Messages in `queue`, ready and unacknowledged both (a passive declare counts only the
+    ready ones): 0 once every delivery was settled."""
+    result = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for line in result.stdout.splitlines():
+        name, _, count = line.rpartition("\t")
+        if name == queue:
+            return int(count)
+    raise AssertionError(f"queue {queue} not found")
 
 
 def rabbitmqctl(*args: str) -> None:

@@ -8,26 +8,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
-
-from tests.conftest import Router, cleanup, stop, unique
+from tests.conftest import Router, unique
 from tests.faults.conftest import Service
-
-
-@pytest.fixture
-def replicas() -> Iterator[list[Service]]:
-    namespace = unique("sched")
-    services = [Service(namespace, ROUTER_LOG_LEVEL="WARNING") for _ in range(3)]
-    try:
-        yield services
-    finally:
-        for service in services:
-            if service.router is not None and service.router.process.poll() is None:
-                stop(service.router.process)
-        cleanup(namespace)
 
 
 def fired_ticks(router: Router, function: str) -> Counter[int]:

@@ -132,6 +132,11 @@ def sleep_then_pid(event: Any, context: Any) -> int:
     return os.getpid()
 
 
+async def pid_async(event: Any, context: Any) -> dict[str, int]:
+    """Inline: the pid of the router process (the worker) that ran it."""
+    return {"pid": os.getpid()}
+
+
 def _now_entry(event: Any, context: Any) -> None:
     _client.rpush(
         ledger_key(context.function_name),
@@ -174,11 +179,7 @@ def ledger_entry(event: Any, context: Any) -> str:
     A file, not Redis, so the ledger survives the Redis restarts some fault tests make.
     Short O_APPEND writes are atomic, so concurrent environments never interleave lines.
     """
-    payload = event
-    if isinstance(event, dict) and isinstance(event.get("body"), str):
-        payload = json.loads(event["body"])  # a webhook event
-    elif isinstance(event, dict) and isinstance(event.get("body"), dict):
-        payload = event["body"]  # an AMQP event
+    payload = _payload(event)
     if payload["id"] == "poison":
         with open(payload["ledger"] + ".poison", "a") as poison:
             poison.write(f"{time.time()}\n")
@@ -187,6 +188,26 @@ def ledger_entry(event: Any, context: Any) -> str:
     with open(payload["ledger"], "a") as ledger:
         ledger.write(f"{payload['id']}\n")
     return str(payload["id"])
+
+
+def tally(event: Any, context: Any) -> str:
+    """Replica fault tests' handler: counts the runs of each event id in a Redis hash.
+
+    Redis, not a file: an environment in process isolation has a /tmp of its own, where a file
+    ledger would be out of the test's sight.
+    """
+    event_id = str(_payload(event)["id"])
+    _client.hincrby(f"{os.environ['ROUTER_NAMESPACE']}:tally:{context.function_name}", event_id)
+    return event_id
+
+
+def _payload(event: Any) -> Any:
+    """What the sender sent: a webhook's body is a string, an AMQP event's a decoded dict."""
+    if isinstance(event, dict) and isinstance(event.get("body"), str):
+        return json.loads(event["body"])
+    if isinstance(event, dict) and isinstance(event.get("body"), dict):
+        return event["body"]
+    return event
 
 
 def chatty(event: Any, context: Any) -> str:
