@@ -27,7 +27,7 @@ def test_function_crud_bumps_version_only_on_change(router: Router) -> None:
     got = router.http.get(f"/api/v1/functions/{name}").json()
     assert got["timeout_s"] == 20
     assert got["isolation"] == "process"
-    assert got["concurrency"] == {"min": 0, "max": 10}
+    assert got["concurrency"] == {"min": 0, "max": 10, "per_replica": None}
     assert got["retry"]["max_attempts"] == 3
     listed = router.http.get("/api/v1/functions").json()["functions"]
     assert name in [f["name"] for f in listed]
