@@ -30,7 +30,10 @@ from tests.faults.conftest import (
 )
 
 EVENTS = 5000
-CONCURRENCY = 4  # per replica: 12 process environments on the machine at most
+REPLICAS = 3
+# Per replica (concurrency.per_replica), so that every replica drains at once: 12 process
+# environments on the machine at most, and concurrency.max (across replicas) 12.
+CONCURRENCY = 4
 SENDERS = 6  # webhook sender threads
 
 
@@ -195,16 +198,18 @@ def tally_function(router: Router, function: str) -> None:
         handler="testfns:tally",
         isolation="process",
         timeout_s=30,
-        concurrency={"min": 0, "max": CONCURRENCY},
+        concurrency={"min": 0, "max": CONCURRENCY * REPLICAS, "per_replica": CONCURRENCY},
     )
 
 
 def prefetch(replica: Service, router: Router, function: str) -> int:
-    """What a replica can hold unacknowledged for the function: its concurrency.max times the
-    prefetch multiplier of the replica's settings (router.consumer)."""
-    spec = router.http.get(f"/api/v1/functions/{function}").json()
+    """What a replica can hold unacknowledged for the function: its per-replica cap
+    (concurrency.per_replica, else max) times the prefetch multiplier of the replica's settings
+    (router.consumer)."""
+    concurrency = router.http.get(f"/api/v1/functions/{function}").json()["concurrency"]
     settings = Settings.from_env({**os.environ, **replica.env})
-    return int(spec["concurrency"]["max"]) * settings.prefetch_multiplier
+    cap = concurrency.get("per_replica") or concurrency["max"]
+    return int(cap) * settings.prefetch_multiplier
 
 
 def executed(tally: RedisTally) -> int:
