@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -402,8 +403,7 @@ def test_a_killed_replicas_slots_come_back_within_seconds() -> None:
 @contextlib.contextmanager
 def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
-    directory = Path(f"/tmp/redis-{uuid.uuid4().hex[:8]}")
-    directory.mkdir()
+    directory = Path(tempfile.mkdtemp(prefix="redis-"))
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
         cwd=directory,
@@ -425,6 +425,7 @@ def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         os.kill(server.pid, signal.SIGCONT)
         server.terminate()
         server.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_with_redis_away_replicas_fail_open_at_their_cap_and_lease_again_after() -> None:
