@@ -3,10 +3,10 @@
     python bench/run.py [--scenario NAME] [--quick]
 
 Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-async, memory,
-runtimes (see bench/README.md). Every scenario starts its own router (`python -m router serve`) in a
-fresh namespace and removes the namespace's Redis keys, queues and exchanges afterwards; the
-drain also runs Celery and Dramatiq workers on their own queues, deleted afterwards. One table
-is printed at the end.
+runtimes, log-cost (see bench/README.md). Every scenario starts its own router (`python -m
+router serve`, at the service's defaults) in a fresh namespace and removes the namespace's
+Redis keys, queues and exchanges afterwards; the drain also runs Celery and Dramatiq workers on
+their own queues, deleted afterwards. One table is printed at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -51,7 +52,13 @@ REPO_ROOT = BENCH_DIR.parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 HANDLERS = "bench.handlers"
-KEEP_WARM_S = 2.0
+# The one setting a scenario may need by its nature: scale to zero within seconds, so that a
+# cold start can be measured every few seconds (the default keeps an idle environment 60 s).
+# The scenarios that set it (cold-start, runtimes) name it in every row.
+SCALE_TO_ZERO = {"ROUTER_KEEP_WARM_S": "2"}
+# The quietest configuration, against which the defaults are measured (scenario log-cost).
+QUIET = {"ROUTER_LOG_LEVEL": "ERROR"}
+QUIET_NAME = " ".join(f"{k}={v}" for k, v in QUIET.items())
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 KEEP_LOGS = bool(os.environ.get("BENCH_KEEP_LOGS"))  # keep the routers' output for reading
@@ -159,9 +166,17 @@ def delay_tiers() -> tuple[int, ...]:
 class Router:
     """One `router serve` process in its own namespace, plus cleanup of what it created."""
 
-    def __init__(self, session: aiohttp.ClientSession, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        namespace: str | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.session = session
         self.namespace = namespace or f"bench-{secrets.token_hex(4)}"
+        # `ROUTER_*` settings beyond what every run needs (see `environment`): none unless a
+        # scenario needs one; read at each start, so a scenario may change them in between.
+        self.settings: dict[str, str] = dict(settings or {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.functions: set[str] = set()
@@ -172,19 +187,16 @@ class Router:
             prefix=f"{self.namespace}-", suffix=".log", delete=False
         )
 
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise RuntimeError("the router is not running")
-        return self._process.pid
-
-    async def start(self) -> None:
-        env = {
-            **os.environ,
+    def environment(self) -> dict[str, str]:
+        """What every router the bench starts is given: where it runs, what it may load and
+        the bench's token. None of it is a performance setting: every other `ROUTER_*`
+        variable, the calling shell's included, is left out, so the router runs at the
+        service's defaults."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+        return {
+            **inherited,
             "ROUTER_NAMESPACE": self.namespace,
             "ROUTER_PORT": str(self.port),
-            "ROUTER_KEEP_WARM_S": str(KEEP_WARM_S),
-            "ROUTER_LOG_LEVEL": "WARNING",
             "ROUTER_REDIS_URL": REDIS_URL,
             "ROUTER_AMQP_URL": AMQP_URL,
             "ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -192,12 +204,20 @@ class Router:
             # Only the bench's functions: the default `handlers` package declares its own.
             "ROUTER_HANDLERS": HANDLERS,
         }
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the router is not running")
+        return self._process.pid
+
+    async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "router",
             "serve",
-            env=env,
+            env={**self.environment(), **self.settings},
             cwd=REPO_ROOT,
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
@@ -361,14 +381,19 @@ Scenario = Callable[[aiohttp.ClientSession, Options], Awaitable[list[Row]]]
 
 
 async def with_router(
-    session: aiohttp.ClientSession, body: Callable[[Router], Awaitable[list[Row]]]
+    session: aiohttp.ClientSession,
+    body: Callable[[Router], Awaitable[list[Row]]],
+    settings: Mapping[str, str] | None = None,
 ) -> list[Row]:
-    router = Router(session)
+    """Run `body` with a router at the defaults, or with `settings` named in every row."""
+    router = Router(session, settings=settings)
     try:
         await router.start()
-        return await body(router)
+        rows = await body(router)
     finally:
         await router.cleanup()
+    note = "".join(f" [{k}={v}]" for k, v in sorted((settings or {}).items()))
+    return [dataclasses.replace(row, figure=row.figure + note) for row in rows]
 
 
 async def wait_for_metric(
@@ -520,7 +545,7 @@ async def cold_start(session: aiohttp.ClientSession, options: Options) -> list[R
             ),
         ]
 
-    return await with_router(session, body)
+    return await with_router(session, body, SCALE_TO_ZERO)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -977,6 +1002,61 @@ def drain_function(mode: str) -> str:
     return "drain-bundle" if mode == BUNDLE else f"drain-{mode}"
 
 
+async def put_drain_function(router: Router, exchange: str, mode: str, handler: str) -> None:
+    """`drain-<mode>` running `handler`, on an amqp trigger from `exchange`."""
+    fn = drain_function(mode)
+    await router.put_function(fn, handler, mode, DRAIN_MAX[mode])
+    await put_drain_trigger(router, exchange, fn)
+
+
+async def put_drain_trigger(router: Router, exchange: str, fn: str) -> None:
+    trigger = {
+        "function": fn,
+        "type": "amqp",
+        "exchange": exchange,
+        "exchange_type": "topic",
+        "routing_key": f"bench.{fn}.#",
+    }
+    await router.put_trigger(fn, trigger)
+
+
+@dataclass
+class DrainRun:
+    count: int
+    elapsed: float  # from the first handled event to the count-th
+    counter: int  # the counter's value at the end (the count, unless something ran twice)
+    published_s: float
+    cpu_us: float  # CPU of the router and its environments per event
+
+    @property
+    def rate(self) -> float:
+        return (self.count - 1) / self.elapsed
+
+    def describe(self) -> str:
+        return (
+            f"{self.elapsed:.2f} s for {self.count}; published in {self.published_s:.1f} s;"
+            f" CPU {self.cpu_us:.0f} us/event"
+        ) + (f" [counter {self.counter}]" if self.counter != self.count else "")
+
+
+async def router_drain(
+    router: Router, exchange: str, fn: str, count: int, tag: str = ""
+) -> DrainRun:
+    """With the router stopped, queue `count` events for `fn`; then start the router (with
+    its current settings), time the drain, and stop it again. `tag` makes the counter's key
+    unique when a function is drained more than once."""
+    await router.stop()
+    key = f"{router.namespace}:drain:{fn}{tag}"
+    published = await publish(exchange, f"bench.{fn}.x", key, count)
+    await wait_depth(f"{router.namespace}.fn.{fn}", count, 5.0)
+    await router.start()
+    cpu = CpuClock(router.pid)
+    elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
+    cpu_us = cpu.seconds() / (count - 1) * 1e6
+    await router.stop()
+    return DrainRun(count, elapsed, value, published, cpu_us)
+
+
 async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     count = 5000 if options.quick else 20000
     modes = (("inline", "incr_async"), ("thread", "incr"), ("process", "incr"))
@@ -986,23 +1066,12 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     async def body(router: Router) -> list[Row]:
         exchange = f"{router.namespace}.bench"
         for mode, handler in modes:
-            await router.put_function(drain_function(mode), handler, mode, DRAIN_MAX[mode])
+            await put_drain_function(router, exchange, mode, handler)
         # Uploaded code sees only Lambda's variables and its own `env`: the Redis URL goes there,
         # under the name handlers.py reads on the router's path too.
         redis_env = {"ROUTER_REDIS_URL": REDIS_URL}
         await router.deploy(drain_function(BUNDLE), code, DRAIN_MAX[BUNDLE], redis_env)
-        for mode in (*(m for m, _ in modes), BUNDLE):
-            fn = drain_function(mode)
-            await router.put_trigger(
-                fn,
-                {
-                    "function": fn,
-                    "type": "amqp",
-                    "exchange": exchange,
-                    "exchange_type": "topic",
-                    "routing_key": f"bench.{fn}.#",
-                },
-            )
+        await put_drain_trigger(router, exchange, drain_function(BUNDLE))
         await router.stop()
         print("  ceiling (bare aio-pika)", file=sys.stderr, flush=True)
         ceiling, published_s = await bare_consumer(router.namespace, count)
@@ -1033,24 +1102,13 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
             )
         for mode in (*(m for m, _ in modes), BUNDLE):  # the bundle right after `process`
             print(f"  router {mode}", file=sys.stderr, flush=True)
-            fn = drain_function(mode)
-            key = f"{router.namespace}:drain:{fn}"
-            published = await publish(exchange, f"bench.{fn}.x", key, count)
-            await wait_depth(f"{router.namespace}.fn.{fn}", count, 5.0)
-            await router.start()
-            cpu = CpuClock(router.pid)
-            elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
-            cpu_us = cpu.seconds() / (count - 1) * 1e6
-            await router.stop()
-            rate = (count - 1) / elapsed
-            rates[mode] = rate
+            run = await router_drain(router, exchange, drain_function(mode), count)
+            rate = rates[mode] = run.rate
             rows.append(
                 Row(
                     "drain",
                     mode,
-                    f"{rate:.0f} ev/s (max {DRAIN_MAX[mode]}; {elapsed:.2f} s for {count};"
-                    f" published in {published:.1f} s; CPU {cpu_us:.0f} us/event)"
-                    + (f" [counter {value}]" if value != count else ""),
+                    f"{rate:.0f} ev/s (max {DRAIN_MAX[mode]}; {run.describe()})",
                     f"{ceiling:.0f} ev/s",
                     f"{rate / ceiling:.2f}",
                     ">= 0.8x" if mode == "inline" else "-",
@@ -1405,7 +1463,7 @@ async def runtimes(session: aiohttp.ClientSession, options: Options) -> list[Row
             rows += [colds[fn], await warm_row(router, path, fn, baseline, warmup, row, goal)]
         return rows
 
-    return await with_router(session, body)
+    return await with_router(session, body, SCALE_TO_ZERO)
 
 
 async def runtime_cold_starts(router: Router, rounds: int) -> dict[str, Row]:
@@ -1441,6 +1499,95 @@ async def runtime_cold_starts(router: Router, rounds: int) -> dict[str, Row]:
 
 
 # ---------------------------------------------------------------------------------------------
+# 9. log-cost: the defaults against the quietest configuration, on the throughput workloads
+
+CONFIGS = (("defaults", {}), ("ERROR", QUIET))  # (name, ROUTER_* settings)
+WORKLOADS = (("webhook sync inline", "req/s"), ("drain inline", "ev/s"), ("drain process", "ev/s"))
+MAX_COST = 0.10  # what the defaults may cost, in throughput, against the quietest
+
+
+@dataclass
+class Sample:
+    rate: float  # requests or events a second
+    cpu_us: float  # CPU of the router (and its environments) per request or event
+
+
+async def webhook_run(router: Router, trigger: str, duration_s: float, warmup_s: float) -> Sample:
+    """The webhook-sync load on `trigger`, with the router's CPU per request over the measured
+    part (the warm-up runs first, on its own)."""
+    url = f"{router.base}/hooks/{trigger}"
+    await http_load(url, warmup_s, 0.0)
+    await asyncio.sleep(0.5)  # the warm-up's last requests finish first
+    cpu = CpuClock(router.pid)
+    cpu.start()
+    load = await http_load(url, duration_s, 0.0)
+    if load.non2xx + load.errors:
+        raise RuntimeError(f"{trigger}: {load.describe()}")
+    return Sample(load.rate, cpu.seconds() / load.requests * 1e6)
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def cost_row(workload: str, unit: str, default: list[Sample], quiet: list[Sample]) -> Row:
+    """The defaults' throughput against the quietest's (means over the rounds, each round's
+    figures listed) and the CPU per item of each."""
+    rate, quiet_rate = mean([s.rate for s in default]), mean([s.rate for s in quiet])
+    cpu, quiet_cpu = mean([s.cpu_us for s in default]), mean([s.cpu_us for s in quiet])
+    cost = 1 - rate / quiet_rate
+    runs = ", ".join(f"{s.rate:.0f}" for s in default)
+    quiet_runs = ", ".join(f"{s.rate:.0f}" for s in quiet)
+    return Row(
+        "log-cost",
+        workload,
+        f"defaults {rate:.0f} {unit} ({runs}; CPU {cpu:.0f} us); cost {cost:+.1%}"
+        f" (CPU {cpu / quiet_cpu - 1:+.1%})",
+        f"{quiet_rate:.0f} {unit} at {QUIET_NAME} ({quiet_runs}; CPU {quiet_cpu:.0f} us)",
+        f"{rate / quiet_rate:.2f}",
+        f"cost <= {MAX_COST:.0%}",
+        verdict(cost <= MAX_COST),
+    )
+
+
+async def log_cost(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    """webhook-sync's inline load and drain's inline and process drains, each run by a router
+    at the defaults and by one at the quietest configuration, in alternating order."""
+    count = 5000 if options.quick else 20000
+    duration_s, warmup_s = durations(options)
+    rounds = 1 if options.quick else 2
+
+    async def body(router: Router) -> list[Row]:
+        exchange = f"{router.namespace}.bench"
+        await router.put_function("hook-inline", "noop_async", "inline", 64)
+        await router.put_trigger("hook-inline", webhook_trigger("hook-inline", "sync"))
+        for mode, handler in (("inline", "incr_async"), ("process", "incr")):
+            await put_drain_function(router, exchange, mode, handler)
+        samples: dict[tuple[str, str], list[Sample]] = {}
+        for turn in range(rounds):
+            for name, settings in CONFIGS if turn % 2 == 0 else CONFIGS[::-1]:
+                print(f"  {name}, round {turn + 1}", file=sys.stderr, flush=True)
+                router.settings = dict(settings)
+                await router.stop()
+                await router.start()
+                sample = await webhook_run(router, "hook-inline", duration_s, warmup_s)
+                samples.setdefault(("webhook sync inline", name), []).append(sample)
+                for mode in ("inline", "process"):
+                    fn, tag = drain_function(mode), f":{name}:{turn}"
+                    run = await router_drain(router, exchange, fn, count, tag)
+                    samples.setdefault((f"drain {mode}", name), []).append(
+                        Sample(run.rate, run.cpu_us)
+                    )
+        quiet = CONFIGS[1][0]
+        return [
+            cost_row(workload, unit, samples[workload, "defaults"], samples[workload, quiet])
+            for workload, unit in WORKLOADS
+        ]
+
+    return await with_router(session, body)
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -1452,6 +1599,7 @@ SCENARIOS: dict[str, Scenario] = {
     "webhook-async": webhook_async,
     "memory": memory,
     "runtimes": runtimes,
+    "log-cost": log_cost,
 }
 BUDGET_S = {
     "scale-up": 45.0,
@@ -1462,6 +1610,7 @@ BUDGET_S = {
     "webhook-async": 90.0,
     "memory": 45.0,
     "runtimes": 360.0,  # the Go build included (8 s here; more where Go builds its std first)
+    "log-cost": 300.0,
 }
 
 
