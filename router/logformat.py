@@ -6,24 +6,28 @@ them as fields so a log system can follow one invocation.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import queue
 import sys
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
 
 import orjson
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from router.logwriter import LogWriter
+
 FIELDS = ("request_id", "function", "trigger")
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""  # the time of `_second`, to the second
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -36,48 +40,51 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()
 
+    def _time(self, created: float) -> str:
+        """ISO 8601 in UTC to the millisecond; the date and time to the second are made once a
+        second (a datetime per line was most of a line's formatting)."""
+        second = int(created)
+        micros = round((created - second) * 1e6)  # rounded to the microsecond as datetime does
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp}.{micros // 1000:03d}+00:00"
+
 
 def configure(level: str, style: str) -> None:
     """`style`: json, plain, or auto (plain on a terminal, JSON otherwise).
 
-    Records are handed to a writer thread through a bounded queue and formatted there: the
-    event loop never waits for stderr (a pipe nobody reads would otherwise stall it, and every
-    event with it). When the queue is full, lines are dropped and counted (`dropped()`,
-    `router_log_lines_dropped_total`), as output is not the work.
+    Records go to a `LogWriter`: the event loop appends them, a thread formats and writes them
+    in batches, so it never waits for stderr, and a stderr nobody reads drops lines (counted
+    by `dropped()`, `router_log_lines_dropped_total`) instead of stalling the router.
     """
+    global _writer
     if style == "auto":
         style = "plain" if sys.stderr.isatty() else "json"
-    stream = logging.StreamHandler(sys.stderr)
+    writer = LogWriter(sys.stderr)
     if style == "json":
-        stream.setFormatter(JsonFormatter())
+        writer.setFormatter(JsonFormatter())
     else:
-        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    lines: queue.Queue[logging.LogRecord] = queue.Queue(QUEUED_LINES)
-    listener = QueueListener(lines, stream, respect_handler_level=False)
-    listener.start()
-    atexit.register(listener.stop)  # what is queued is written before the process ends
-    logging.basicConfig(level=level.upper(), handlers=[_Queued(lines)], force=True)
+        writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # No line shows a record's source file, thread or process, and finding them was most of
+    # what a record cost to make (the logging HOWTO's "Optimization" switches).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging.basicConfig(level=level.upper(), handlers=[writer], force=True)
+    writer.start()  # logging.shutdown closes it at exit: what is waiting is written then
+    _writer = writer
 
 
-QUEUED_LINES = 2_000  # a burst's worth; past it the event loop would wait for stderr
-_dropped = 0
+_writer: LogWriter | None = None
 
 
 def dropped() -> int:
     """Lines dropped because the writer could not keep up (stderr stalled or too slow)."""
-    return _dropped
-
-
-class _Queued(QueueHandler):
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record  # formatted by the writer thread, off the event loop
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        global _dropped
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            _dropped += 1
+    return 0 if _writer is None else _writer.dropped
 
 
 class AccessLog(AbstractAccessLogger):
