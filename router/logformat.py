@@ -22,8 +22,8 @@ FIELDS = ("request_id", "function", "trigger")
 class JsonFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._stamp = ""  # the time of `_second`, to the second
+        # (second, its date and time): one tuple, replaced whole, as threads may share it.
+        self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -47,18 +47,20 @@ class JsonFormatter(logging.Formatter):
         micros = round((created - second) * 1e6)  # rounded to the microsecond as datetime does
         if micros >= 1_000_000:
             second, micros = second + 1, micros - 1_000_000
-        if second != self._second:
-            self._second = second
-            self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._stamp}.{micros // 1000:03d}+00:00"
+        cached, stamp = self._second
+        if second != cached:
+            stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, stamp)
+        return f"{stamp}.{micros // 1000:03d}+00:00"
 
 
 def configure(level: str, style: str) -> None:
     """`style`: json, plain, or auto (plain on a terminal, JSON otherwise).
 
-    Records go to a `LogWriter`: the event loop appends them, a thread formats and writes them
-    in batches, so it never waits for stderr, and a stderr nobody reads drops lines (counted
-    by `dropped()`, `router_log_lines_dropped_total`) instead of stalling the router.
+    Records go to a `LogWriter`: the event loop formats them and appends the lines, a thread
+    writes them in batches, so it never waits for stderr, and a stderr nobody reads drops
+    lines (counted by `dropped()`, `router_log_lines_dropped_total`) instead of stalling the
+    router.
     """
     global _writer
     if style == "auto":
@@ -93,7 +95,8 @@ class AccessLog(AbstractAccessLogger):
     `router_webhook_requests_total`; a line per request repeating it cost every request."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        if response.status < 400 and not request.path.startswith("/api/"):
+        # The path as received (no decoding needed to tell /api/ from the rest).
+        if response.status < 400 and not request.raw_path.startswith("/api/"):
             return
         self.logger.info(
             '%s "%s %s" %d %.1f ms',

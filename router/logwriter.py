@@ -1,12 +1,14 @@
-"""The router's log writer: records wait in memory and a thread writes them in batches.
+"""The router's log writer: lines wait in memory and a thread writes them in batches.
 
-Logging a line costs the event loop an append to a deque and nothing else. The writer thread
-wakes every `WRITE_EVERY_S`, formats what accumulated and writes it in one call: a queue whose
-`put` woke the writer for every line (a condition variable's notify, then the two threads
-taking turns at the GIL) had cost a webhook request about a third of its CPU at the default
-log level, for one REPORT line. So the event loop never waits for stderr either: a pipe nobody
-reads blocks the writer only, while records past `capacity` are dropped and counted (output is
-not the work).
+Logging a line costs the event loop its formatting and an append to a deque. The writer thread
+wakes every `WRITE_EVERY_S` and writes what accumulated in one call: a queue whose `put` woke
+the writer for every line (a condition variable's notify, then the two threads taking turns at
+the GIL) had cost a webhook request about a third of its CPU at the default log level, for one
+REPORT line. Lines wait as strings, not records: a record kept alive until the writer's turn
+is a garbage-collected object that outlives young collections, and thousands a second made
+the collector walk them again and again. So the event loop never waits for stderr either: a
+pipe nobody reads blocks the writer only, while lines past `capacity` are dropped and counted
+(output is not the work).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from collections import deque
 from typing import TextIO
 
 WRITE_EVERY_S = 0.05  # how late a line may reach stderr; a batch per turn, not a write per line
-CAPACITY = 2_000  # records waiting (40,000 lines a second); past it, when stderr stalls, dropped
+CAPACITY = 2_000  # lines waiting (40,000 lines a second); past it, when stderr stalls, dropped
 CLOSE_TIMEOUT_S = 5.0  # at exit, for what is still waiting (a stalled stderr never ends it)
 
 
 class LogWriter(logging.Handler):
-    """A handler that keeps records for its writer thread (`start` it once configured)."""
+    """A handler that formats records and keeps the lines for its writer thread (`start` it
+    once configured)."""
 
     def __init__(
         self,
@@ -34,7 +37,7 @@ class LogWriter(logging.Handler):
         self._stream = stream
         self._capacity = capacity
         self._every_s = every_s
-        self._records: deque[logging.LogRecord] = deque()
+        self._lines: deque[str] = deque()
         self._dropped = 0
         self._counting = threading.Lock()  # drops may come from any thread
         self._writing = threading.Lock()  # one batch at a time, in order
@@ -43,7 +46,7 @@ class LogWriter(logging.Handler):
 
     @property
     def dropped(self) -> int:
-        """Records dropped because the writer could not keep up (stderr stalled or too slow)."""
+        """Lines dropped because the writer could not keep up (stderr stalled or too slow)."""
         return self._dropped
 
     def start(self) -> None:
@@ -57,11 +60,16 @@ class LogWriter(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        if len(self._records) >= self._capacity:
+        if len(self._lines) >= self._capacity:
             with self._counting:
                 self._dropped += 1
             return
-        self._records.append(record)  # formatted by the writer thread, off the event loop
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)  # as logging does: one bad record, the others written
+            return
+        self._lines.append(line)
 
     def close(self) -> None:
         """Write what is waiting and stop the thread (`logging.shutdown` calls this at exit);
@@ -80,23 +88,13 @@ class LogWriter(logging.Handler):
 
     def _write(self) -> None:
         with self._writing:
-            records = self._records
-            # Only what is there now: records appended meanwhile wait for the next batch.
-            batch = [records.popleft() for _ in range(len(records))]
+            lines = self._lines
+            # Only what is there now: lines appended meanwhile wait for the next batch.
+            batch = [lines.popleft() for _ in range(len(lines))]
             if not batch:
                 return
-            text = "".join([line + "\n" for line in self._lines(batch)])
             try:
-                self._stream.write(text)
+                self._stream.write("\n".join(batch) + "\n")
                 self._stream.flush()
             except Exception:
-                self.handleError(batch[-1])
-
-    def _lines(self, batch: list[logging.LogRecord]) -> list[str]:
-        lines = []
-        for record in batch:
-            try:
-                lines.append(self.format(record))
-            except Exception:
-                self.handleError(record)  # as logging does: one bad record, the rest written
-        return lines
+                self.handleError(logging.makeLogRecord({"msg": batch[-1]}))
