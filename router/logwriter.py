@@ -60,14 +60,18 @@ class LogWriter(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        if len(self._lines) >= self._capacity:
-            with self._counting:
-                self._dropped += 1
-            return
         try:
             line = self.format(record)
         except Exception:
             self.handleError(record)  # as logging does: one bad record, the others written
+            return
+        self.append(line)
+
+    def append(self, line: str) -> None:
+        """A line formatted already, written in its turn (or dropped, counted, past capacity)."""
+        if len(self._lines) >= self._capacity:
+            with self._counting:
+                self._dropped += 1
             return
         self._lines.append(line)
 

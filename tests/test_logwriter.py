@@ -155,3 +155,30 @@ def test_json_time_is_iso_8601_utc_to_the_millisecond(created: float) -> None:
     line.created = created + 61.25  # another second: made again, not the one kept
     later = datetime.fromtimestamp(created + 61.25, UTC).isoformat(timespec="milliseconds")
     assert json.loads(formatter.format(line))["time"] == later
+
+
+@pytest.mark.parametrize("style", ["json", "plain"])
+def test_an_invocation_line_reads_as_a_logged_one(style: str) -> None:
+    # logformat.info writes, without a record, the line logger.info(..., extra=) writes.
+    script = (
+        "import logging\n"
+        "from router import logformat\n"
+        f"logformat.configure('INFO', '{style}')\n"
+        "log = logging.getLogger('router.invoker')\n"
+        "log.info('REPORT a\\tStatus: ok', extra={'request_id': 'r-1', 'function': 'f'})\n"
+        "logformat.info(log, 'REPORT a\\tStatus: ok', request_id='r-1', function='f')\n"
+        "logging.getLogger('router').setLevel(logging.WARNING)\n"
+        "logformat.info(log, 'not written', request_id='r-2', function='f')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    logged, written = done.stderr.splitlines()
+    if style == "json":
+        logged_fields, written_fields = json.loads(logged), json.loads(written)
+        assert logged_fields.pop("time")[:16] == written_fields.pop("time")[:16]
+        assert logged_fields == written_fields
+    else:  # "<date> <time,ms> INFO router.invoker REPORT a\tStatus: ok"
+        assert logged.split(" ", 2)[2] == written.split(" ", 2)[2]
+        assert written.split(" ", 2)[2] == "INFO router.invoker REPORT a\tStatus: ok"
