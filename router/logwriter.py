@@ -3,12 +3,11 @@
 Logging a line costs the event loop its formatting and an append to a deque. The writer thread
 wakes every `WRITE_EVERY_S` and writes what accumulated in one call: a queue whose `put` woke
 the writer for every line (a condition variable's notify, then the two threads taking turns at
-the GIL) had cost a webhook request about a third of its CPU at the default log level, for one
-REPORT line. Lines wait as strings, not records: a record kept alive until the writer's turn
-is a garbage-collected object that outlives young collections, and thousands a second made
-the collector walk them again and again. So the event loop never waits for stderr either: a
-pipe nobody reads blocks the writer only, while lines past `capacity` are dropped and counted
-(output is not the work).
+the GIL) had put a quarter of a webhook request's profile samples in logging at the default
+log level, for one REPORT line. Lines wait as strings, not records: a record kept until the
+writer's turn would be a garbage-collected object outliving young collections, which a string
+is not. So the event loop never waits for stderr either: a pipe nobody reads blocks the writer
+only, while lines past `capacity` are dropped and counted (output is not the work).
 """
 
 from __future__ import annotations
