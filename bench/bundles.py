@@ -51,7 +51,9 @@ async def python_with_redis(handler: str) -> Code:
     with tempfile.TemporaryDirectory(prefix="bench-python-redis-") as folder:
         shutil.copy(BENCH_DIR / "handlers.py", Path(folder) / "handlers.py")
         argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        argv += ["--target", folder, f"redis=={version}"]
+        # async-timeout too: redis-py imports it on Pythons before 3.11.3, which the bundle's
+        # interpreter may be (Debian's python3.11 is 3.11.2) although pip runs on a later one.
+        argv += ["--target", folder, f"redis=={version}", "async-timeout>=4.0.3"]
         await _run(argv, "pip install redis")
         return Code(PYTHON, f"handlers.{handler}", bundle(Path(folder)))
 

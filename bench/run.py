@@ -3,10 +3,10 @@
     python bench/run.py [--scenario NAME] [--quick]
 
 Scenarios: scale-up, cold-start, warm-overhead, drain, webhook-sync, webhook-workers,
-webhook-async, memory, runtimes, leases (see bench/README.md). Every scenario starts its own
-router (`python -m router serve`) in a fresh namespace and removes the namespace's Redis keys,
-queues and exchanges afterwards; the drain also runs Celery and Dramatiq workers on their own
-queues, deleted afterwards. One table is printed at the end.
+webhook-async, memory, runtimes, leases, log-cost (see bench/README.md). Every scenario starts
+its own router (`python -m router serve`, at the service's defaults) in a fresh namespace and
+removes the namespace's Redis keys, queues and exchanges afterwards; the drain also runs Celery
+and Dramatiq workers on their own queues, deleted afterwards. One table is printed at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -52,7 +53,13 @@ REPO_ROOT = BENCH_DIR.parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 HANDLERS = "bench.handlers"
-KEEP_WARM_S = 2.0
+# The one setting a scenario may need by its nature: scale to zero within seconds, so that a
+# cold start can be measured every few seconds (the default keeps an idle environment 60 s).
+# The scenarios that set it (cold-start, runtimes) name it in every row.
+SCALE_TO_ZERO = {"ROUTER_KEEP_WARM_S": "2"}
+# The quietest configuration, against which the defaults are measured (scenario log-cost).
+QUIET = {"ROUTER_LOG_LEVEL": "ERROR"}
+QUIET_NAME = " ".join(f"{k}={v}" for k, v in QUIET.items())
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 KEEP_LOGS = bool(os.environ.get("BENCH_KEEP_LOGS"))  # keep the routers' output for reading
@@ -161,11 +168,18 @@ class Router:
     """One `router serve` process in its own namespace, plus cleanup of what it created."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, namespace: str | None = None, workers: int = 1
+        self,
+        session: aiohttp.ClientSession,
+        namespace: str | None = None,
+        settings: Mapping[str, str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.session = session
         self.workers = workers  # `serve --workers`: router processes on the port
         self.namespace = namespace or f"bench-{secrets.token_hex(4)}"
+        # `ROUTER_*` settings beyond what every run needs (see `environment`): none unless a
+        # scenario needs one; read at each start, so a scenario may change them in between.
+        self.settings: dict[str, str] = dict(settings or {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.functions: set[str] = set()
@@ -176,34 +190,39 @@ class Router:
             prefix=f"{self.namespace}-", suffix=".log", delete=False
         )
 
-    @property
-    def pid(self) -> int:
-        if self._process is None:
-            raise RuntimeError("the router is not running")
-        return self._process.pid
-
-    async def start(self, extra_env: dict[str, str] | None = None) -> None:
-        env = {
-            **os.environ,
+    def environment(self) -> dict[str, str]:
+        """What every router the bench starts is given: where it runs, what it may load and
+        the bench's token. None of it is a performance setting: every other `ROUTER_*`
+        variable, the calling shell's included, is left out, so the router runs at the
+        service's defaults."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+        return {
+            **inherited,
             "ROUTER_NAMESPACE": self.namespace,
             "ROUTER_PORT": str(self.port),
-            "ROUTER_KEEP_WARM_S": str(KEEP_WARM_S),
-            "ROUTER_LOG_LEVEL": "WARNING",
             "ROUTER_REDIS_URL": REDIS_URL,
             "ROUTER_AMQP_URL": AMQP_URL,
             "ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
             "PYTHONPATH": f"{BENCH_DIR}:{REPO_ROOT}",
             # Only the bench's functions: the default `handlers` package declares its own.
             "ROUTER_HANDLERS": HANDLERS,
-            "ROUTER_WORKERS": str(self.workers),
-            **(extra_env or {}),
+            # Only with more than one: one is the default, and the default is not set.
+            **({"ROUTER_WORKERS": str(self.workers)} if self.workers > 1 else {}),
         }
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the router is not running")
+        return self._process.pid
+
+    async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "router",
             "serve",
-            env=env,
+            env={**self.environment(), **self.settings},
             cwd=REPO_ROOT,
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
@@ -378,14 +397,19 @@ Scenario = Callable[[aiohttp.ClientSession, Options], Awaitable[list[Row]]]
 async def with_router(
     session: aiohttp.ClientSession,
     body: Callable[[Router], Awaitable[list[Row]]],
+    settings: Mapping[str, str] | None = None,
     workers: int = 1,
 ) -> list[Row]:
-    router = Router(session, workers=workers)
+    """Run `body` with a router at the defaults (`workers` processes, `serve --workers`), or with
+    `settings` named in every row."""
+    router = Router(session, settings=settings, workers=workers)
     try:
         await router.start()
-        return await body(router)
+        rows = await body(router)
     finally:
         await router.cleanup()
+    note = "".join(f" [{k}={v}]" for k, v in sorted((settings or {}).items()))
+    return [dataclasses.replace(row, figure=row.figure + note) for row in rows]
 
 
 async def wait_for_metric(
@@ -537,7 +561,7 @@ async def cold_start(session: aiohttp.ClientSession, options: Options) -> list[R
             ),
         ]
 
-    return await with_router(session, body)
+    return await with_router(session, body, SCALE_TO_ZERO)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -994,6 +1018,61 @@ def drain_function(mode: str) -> str:
     return "drain-bundle" if mode == BUNDLE else f"drain-{mode}"
 
 
+async def put_drain_function(router: Router, exchange: str, mode: str, handler: str) -> None:
+    """`drain-<mode>` running `handler`, on an amqp trigger from `exchange`."""
+    fn = drain_function(mode)
+    await router.put_function(fn, handler, mode, DRAIN_MAX[mode])
+    await put_drain_trigger(router, exchange, fn)
+
+
+async def put_drain_trigger(router: Router, exchange: str, fn: str) -> None:
+    trigger = {
+        "function": fn,
+        "type": "amqp",
+        "exchange": exchange,
+        "exchange_type": "topic",
+        "routing_key": f"bench.{fn}.#",
+    }
+    await router.put_trigger(fn, trigger)
+
+
+@dataclass
+class DrainRun:
+    count: int
+    elapsed: float  # from the first handled event to the count-th
+    counter: int  # the counter's value at the end (the count, unless something ran twice)
+    published_s: float
+    cpu_us: float  # CPU of the router and its environments per event
+
+    @property
+    def rate(self) -> float:
+        return (self.count - 1) / self.elapsed
+
+    def describe(self) -> str:
+        return (
+            f"{self.elapsed:.2f} s for {self.count}; published in {self.published_s:.1f} s;"
+            f" CPU {self.cpu_us:.0f} us/event"
+        ) + (f" [counter {self.counter}]" if self.counter != self.count else "")
+
+
+async def router_drain(
+    router: Router, exchange: str, fn: str, count: int, tag: str = ""
+) -> DrainRun:
+    """With the router stopped, queue `count` events for `fn`; then start the router (with
+    its current settings), time the drain, and stop it again. `tag` makes the counter's key
+    unique when a function is drained more than once."""
+    await router.stop()
+    key = f"{router.namespace}:drain:{fn}{tag}"
+    published = await publish(exchange, f"bench.{fn}.x", key, count)
+    await wait_depth(f"{router.namespace}.fn.{fn}", count, 5.0)
+    await router.start()
+    cpu = CpuClock(router.pid)
+    elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
+    cpu_us = cpu.seconds() / (count - 1) * 1e6
+    await router.stop()
+    return DrainRun(count, elapsed, value, published, cpu_us)
+
+
 async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     count = 5000 if options.quick else 20000
     modes = (("inline", "incr_async"), ("thread", "incr"), ("process", "incr"))
@@ -1003,23 +1082,12 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     async def body(router: Router) -> list[Row]:
         exchange = f"{router.namespace}.bench"
         for mode, handler in modes:
-            await router.put_function(drain_function(mode), handler, mode, DRAIN_MAX[mode])
+            await put_drain_function(router, exchange, mode, handler)
         # Uploaded code sees only Lambda's variables and its own `env`: the Redis URL goes there,
         # under the name handlers.py reads on the router's path too.
         redis_env = {"ROUTER_REDIS_URL": REDIS_URL}
         await router.deploy(drain_function(BUNDLE), code, DRAIN_MAX[BUNDLE], redis_env)
-        for mode in (*(m for m, _ in modes), BUNDLE):
-            fn = drain_function(mode)
-            await router.put_trigger(
-                fn,
-                {
-                    "function": fn,
-                    "type": "amqp",
-                    "exchange": exchange,
-                    "exchange_type": "topic",
-                    "routing_key": f"bench.{fn}.#",
-                },
-            )
+        await put_drain_trigger(router, exchange, drain_function(BUNDLE))
         await router.stop()
         print("  ceiling (bare aio-pika)", file=sys.stderr, flush=True)
         ceiling, published_s = await bare_consumer(router.namespace, count)
@@ -1050,24 +1118,13 @@ async def drain(session: aiohttp.ClientSession, options: Options) -> list[Row]:
             )
         for mode in (*(m for m, _ in modes), BUNDLE):  # the bundle right after `process`
             print(f"  router {mode}", file=sys.stderr, flush=True)
-            fn = drain_function(mode)
-            key = f"{router.namespace}:drain:{fn}"
-            published = await publish(exchange, f"bench.{fn}.x", key, count)
-            await wait_depth(f"{router.namespace}.fn.{fn}", count, 5.0)
-            await router.start()
-            cpu = CpuClock(router.pid)
-            elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
-            cpu_us = cpu.seconds() / (count - 1) * 1e6
-            await router.stop()
-            rate = (count - 1) / elapsed
-            rates[mode] = rate
+            run = await router_drain(router, exchange, drain_function(mode), count)
+            rate = rates[mode] = run.rate
             rows.append(
                 Row(
                     "drain",
                     mode,
-                    f"{rate:.0f} ev/s (max {DRAIN_MAX[mode]}; {elapsed:.2f} s for {count};"
-                    f" published in {published:.1f} s; CPU {cpu_us:.0f} us/event)"
-                    + (f" [counter {value}]" if value != count else ""),
+                    f"{rate:.0f} ev/s (max {DRAIN_MAX[mode]}; {run.describe()})",
                     f"{ceiling:.0f} ev/s",
                     f"{rate / ceiling:.2f}",
                     ">= 0.8x" if mode == "inline" else "-",
@@ -1485,7 +1542,7 @@ async def runtimes(session: aiohttp.ClientSession, options: Options) -> list[Row
             rows += [colds[fn], await warm_row(router, path, fn, baseline, warmup, row, goal)]
         return rows
 
-    return await with_router(session, body)
+    return await with_router(session, body, SCALE_TO_ZERO)
 
 
 async def runtime_cold_starts(router: Router, rounds: int) -> dict[str, Row]:
@@ -1563,6 +1620,99 @@ async def leases(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     return await with_router(session, body)
 
 
+# ---------------------------------------------------------------------------------------------
+# 9. log-cost: the defaults against the quietest configuration, on the throughput workloads
+
+CONFIGS = (("defaults", {}), ("ERROR", QUIET))  # (name, ROUTER_* settings)
+WORKLOADS = (("webhook sync inline", "req/s"), ("drain inline", "ev/s"), ("drain process", "ev/s"))
+MAX_COST = 0.10  # what the defaults may cost, in throughput, against the quietest
+
+
+@dataclass
+class Sample:
+    rate: float  # requests or events a second
+    cpu_us: float  # CPU of the router (and its environments) per request or event
+
+
+async def webhook_run(router: Router, trigger: str, duration_s: float, warmup_s: float) -> Sample:
+    """The webhook-sync load on `trigger`, with the router's CPU per request over the measured
+    part (the warm-up runs first, on its own)."""
+    url = f"{router.base}/hooks/{trigger}"
+    await http_load(url, warmup_s, 0.0)
+    await asyncio.sleep(0.5)  # the warm-up's last requests finish first
+    cpu = CpuClock(router.pid)
+    cpu.start()
+    load = await http_load(url, duration_s, 0.0)
+    if load.non2xx + load.errors:
+        raise RuntimeError(f"{trigger}: {load.describe()}")
+    return Sample(load.rate, cpu.seconds() / load.requests * 1e6)
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def cost_row(workload: str, unit: str, default: list[Sample], quiet: list[Sample]) -> Row:
+    """The defaults' throughput against the quietest's (means over the rounds, each round's
+    figures listed) and the CPU per item of each."""
+    rate, quiet_rate = mean([s.rate for s in default]), mean([s.rate for s in quiet])
+    cpu, quiet_cpu = mean([s.cpu_us for s in default]), mean([s.cpu_us for s in quiet])
+    cost = 1 - rate / quiet_rate
+    runs = ", ".join(f"{s.rate:.0f}" for s in default)
+    quiet_runs = ", ".join(f"{s.rate:.0f}" for s in quiet)
+    return Row(
+        "log-cost",
+        workload,
+        f"defaults {rate:.0f} {unit} ({runs}; CPU {cpu:.0f} us); cost {cost:+.1%}"
+        f" (CPU {cpu / quiet_cpu - 1:+.1%})",
+        f"{quiet_rate:.0f} {unit} at {QUIET_NAME} ({quiet_runs}; CPU {quiet_cpu:.0f} us)",
+        f"{rate / quiet_rate:.2f}",
+        f"cost <= {MAX_COST:.0%}",
+        verdict(cost <= MAX_COST),
+    )
+
+
+async def log_cost(session: aiohttp.ClientSession, options: Options) -> list[Row]:
+    """webhook-sync's inline load and drain's inline and process drains, each run by a router
+    at the defaults and by one at the quietest configuration: per workload, defaults, quietest,
+    quietest, defaults (one pair with --quick), so that each pair runs close in time."""
+    count = 5000 if options.quick else 20000
+    duration_s, warmup_s = durations(options)
+    order = (0, 1) if options.quick else (0, 1, 1, 0)  # indexes in CONFIGS
+
+    async def measure(router: Router, workload: str, tag: str) -> Sample:
+        """One run of `workload` by a router started afresh with its current settings."""
+        if workload == "webhook sync inline":
+            await router.stop()
+            await router.start()
+            return await webhook_run(router, "hook-inline", duration_s, warmup_s)
+        fn = drain_function(workload.removeprefix("drain "))
+        run = await router_drain(router, f"{router.namespace}.bench", fn, count, tag)
+        return Sample(run.rate, run.cpu_us)
+
+    async def body(router: Router) -> list[Row]:
+        await router.put_function("hook-inline", "noop_async", "inline", 64)
+        await router.put_trigger("hook-inline", webhook_trigger("hook-inline", "sync"))
+        for mode, handler in (("inline", "incr_async"), ("process", "incr")):
+            await put_drain_function(router, f"{router.namespace}.bench", mode, handler)
+        samples: dict[tuple[str, str], list[Sample]] = {}
+        for workload, _ in WORKLOADS:
+            for turn, index in enumerate(order):
+                name, settings = CONFIGS[index]
+                router.settings = dict(settings)
+                sample = await measure(router, workload, f":{name}:{turn}")
+                samples.setdefault((workload, name), []).append(sample)
+                progress = f"{sample.rate:.0f}/s, CPU {sample.cpu_us:.0f} us"
+                print(f"  {workload}, {name}: {progress}", file=sys.stderr, flush=True)
+        quiet = CONFIGS[1][0]
+        return [
+            cost_row(workload, unit, samples[workload, "defaults"], samples[workload, quiet])
+            for workload, unit in WORKLOADS
+        ]
+
+    return await with_router(session, body)
+
+
 async def leased_drain(
     router: Router, exchange: str, count: int, env: dict[str, str]
 ) -> tuple[float, float]:
@@ -1571,7 +1721,8 @@ async def leased_drain(
     key = f"{router.namespace}:drain:{LEASES_FN}:{secrets.token_hex(3)}"
     await publish(exchange, f"bench.{LEASES_FN}.x", key, count)
     await wait_depth(f"{router.namespace}.fn.{LEASES_FN}", count, 5.0)
-    await router.start(env)
+    router.settings = dict(env)
+    await router.start()
     cpu = CpuClock(router.pid)
     elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
     cpu_us = cpu.seconds() / (count - 1) * 1e6
@@ -1602,6 +1753,7 @@ SCENARIOS: dict[str, Scenario] = {
     "memory": memory,
     "runtimes": runtimes,
     "leases": leases,
+    "log-cost": log_cost,
 }
 BUDGET_S = {
     "scale-up": 45.0,
@@ -1614,6 +1766,7 @@ BUDGET_S = {
     "memory": 45.0,
     "runtimes": 360.0,  # the Go build included (8 s here; more where Go builds its std first)
     "leases": 480.0,
+    "log-cost": 600.0,  # 4 router runs of 3 workloads; ~3 min on a quiet machine
 }
 
 

@@ -36,6 +36,13 @@ class _Stream:
 
 
 class _Handler(logging.Handler):
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Most records are the router's own, logged while nothing is captured: those cost a
+        # context variable's read here, not Handler.handle's lock and filters.
+        if _buffer.get() is None:
+            return False
+        return super().handle(record)
+
     def emit(self, record: logging.LogRecord) -> None:
         buffer = _buffer.get()
         if buffer is not None:

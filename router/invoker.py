@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from router import logformat
 from router.executors import Call, ErrorInfo, Executor, Outcome
 from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
@@ -169,15 +170,8 @@ class Invoker:
         error = outcome.error
         if log.isEnabledFor(logging.INFO):  # every invocation, its failure named
             failure = "" if error is None else f"\tError: {error.type}: {error.message[:300]}"
-            extra = {"request_id": request_id, "function": function}
-            log.info(
-                "%s\tStatus: %s\tVersion: %s%s",
-                report,
-                outcome.status,
-                call.version,
-                failure,
-                extra=extra,
-            )
+            line = f"{report}\tStatus: {outcome.status}\tVersion: {call.version}{failure}"
+            logformat.info(log, line, request_id=request_id, function=function)
         # As Lambda writes them: every invocation's START, output, error and END, REPORT.
         self._logs.append(
             function,
