@@ -138,6 +138,9 @@ class Leases:
 
     def hold(self, holder: Holder) -> None:
         self._holders[holder.function] = holder
+        # Exported at 0 from the start, so that a rate over it (a dashboard, an alert) has a
+        # series before the first outage rather than no data.
+        self._metrics.child(self._metrics.leases_unchecked, holder.function)
 
     def forget(self, function: str) -> None:
         """A deleted function: what this replica held expires with its lease."""

@@ -132,6 +132,18 @@ def start_router(
     return process, port, log
 
 
+def logged(log: Path, *texts: str, timeout_s: float = 5.0) -> str:
+    """The router's log once it holds every one of `texts` (or after `timeout_s`, for the
+    caller's assertion to show): the router writes its log in batches (router.logwriter), so a
+    line logged a moment ago may not be in the file yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = log.read_text()
+        if all(wanted in text for wanted in texts) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def wait_ready(
     url: str,
     process: subprocess.Popen[bytes],

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Router, unique
+from tests.conftest import ROOT, Router, logged, unique
 
 
 def logs(router: Router, function: str, **query: str) -> list[dict[str, Any]]:
@@ -109,10 +109,8 @@ def test_router_logs_are_json_lines_with_request_ids(router: Router) -> None:
     request_id = router.http.post(f"/api/v1/functions/{function}/invoke", json={}).headers[
         "X-Request-Id"
     ]
-    time.sleep(0.2)
-    lines = [
-        json.loads(line) for line in router.log.read_text().splitlines() if line.startswith("{")
-    ]
+    text = logged(router.log, f'"request_id":"{request_id}"')
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("request_id") == request_id]
     # REPORT at INFO; START and END are DEBUG here (they are in the invocation's own log).
     assert {line["message"].split()[0] for line in mine} == {"REPORT"}

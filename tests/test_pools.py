@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from router.scaler import plan
-from tests.conftest import Router, running_router, unique
+from tests.conftest import Router, logged, running_router, unique
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_process_environment_is_warm_and_isolated(fast_router: Router) -> None:
     assert first["env"]["GREETING"] == "hej"
     assert 0 < first["remaining_ms"] <= 5000
     assert fast_router.metric("router_cold_starts_total", function=function) == 1
-    log = fast_router.log.read_text()
+    log = logged(fast_router.log, f"INIT function={function}", "Max Memory Used")
     assert f"INIT function={function}" in log
     assert "Init Duration" in log
     assert "Max Memory Used" in log

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN, Router, cleanup, start_router, unique, wait_ready
+from tests.conftest import ADMIN_TOKEN, Router, cleanup, logged, start_router, unique, wait_ready
 
 
 def test_a_stalled_stderr_never_stalls_the_router() -> None:
@@ -42,8 +42,7 @@ def test_access_lines_only_for_the_admin_api_and_refusals(router: Router) -> Non
     marker = unique("path")
     assert router.http.post(f"/hooks/{trigger}?{marker}", json={}).status_code == 200
     assert router.http.post(f"/hooks/{marker}", json={}).status_code == 404
-    time.sleep(0.5)
-    text = router.log.read_text()
+    text = logged(router.log, f"/hooks/{marker}", "REPORT RequestId")
     assert f"/hooks/{marker}" in text  # the refusal
     assert f"/hooks/{trigger}" not in text  # the webhook that ran: its REPORT line says it
     assert "REPORT RequestId" in text

@@ -17,7 +17,16 @@ from contextlib import contextmanager
 import httpx
 import redis
 
-from tests.conftest import ADMIN_TOKEN, REDIS_URL, Router, free_port, start_router, stop, unique
+from tests.conftest import (
+    ADMIN_TOKEN,
+    REDIS_URL,
+    Router,
+    free_port,
+    logged,
+    start_router,
+    stop,
+    unique,
+)
 from tests.faults.conftest import start_limited, wait_listening
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: router\r\n\r\n"
@@ -132,7 +141,7 @@ def test_connections_past_the_cap_get_503_and_are_counted() -> None:
         assert router.metric("router_http_connections") == 8
         reasons = router.http.get("/readyz").json()["reasons"]
         assert any("HTTP connections near the cap" in reason for reason in reasons), reasons
-        assert "refused 1 new ones" in router.log.read_text()
+        assert "refused 1 new ones" in logged(router.log, "refused 1 new ones")
 
 
 def test_default_cap_keeps_the_router_inside_its_file_descriptors() -> None:
