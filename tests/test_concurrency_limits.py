@@ -310,7 +310,9 @@ def test_three_replicas_never_run_more_than_the_limit_and_lose_nothing(
             """A sync call, through one replica, retried on 429 as a client would."""
             router, mark, answers = c.routers[i % 3], f"sync-{i}", []
             body = {"mark": mark, "sleep": 0.15}
+            deadline = time.monotonic() + 120  # a wedged limit fails the test, not hangs it
             while not answers or answers[-1].status_code == 429:
+                assert time.monotonic() < deadline, f"{mark}: 429 for 120 s"
                 if answers:
                     assert int(answers[-1].headers["Retry-After"]) >= 1
                     time.sleep(0.1)

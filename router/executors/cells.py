@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Cells:
         self._free_slots = list(range(UID_SLOTS - 1, -1, -1))
         self._serial = 0
         self._tmp = Path(tempfile.gettempdir()) / f"trigger-router-{os.getuid()}" / "tmp"
+        self._code_under_tmp = _code_under_tmp()
 
     @property
     def abilities(self) -> dict[str, bool]:
@@ -109,7 +111,7 @@ class Cells:
             except OSError as exc:
                 log.warning("no cgroup for an environment (%s); using process trees", exc)
                 cell.cgroup = None
-        under_tmp = task_root is not None and Path("/tmp") in task_root.parents
+        under_tmp = self._code_under_tmp or (task_root is not None and _under_tmp(task_root))
         if self._root and not under_tmp:
             cell.config["tmpfs_mb"] = storage_mb  # a private /tmp, gone with the namespace
             cell.env["TMPDIR"] = "/tmp"
@@ -243,3 +245,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _under_tmp(path: Path) -> bool:
+    return Path("/tmp") in path.resolve().parents
+
+
+def _code_under_tmp() -> bool:
+    """Whether the code a router-path function imports (the router's working directory and
+    import path: a checkout in /tmp, say) lives under /tmp, which a private /tmp would hide
+    from its environments; then environments get a TMPDIR of their own instead."""
+    places = [os.getcwd(), os.path.dirname(os.path.dirname(__file__)), *sys.path]
+    return any(_under_tmp(Path(place)) for place in places if place)
