@@ -497,7 +497,10 @@ def test_function_code_gets_no_admin_access(router: Router) -> None:
     assert seen["router_environ"] == 0  # nor the router's own environment
     assert seen["admin_status"] == 401  # loopback is no credential
     assert seen["uid"] != 0  # a uid of its own
-    assert 0 < seen["tmp_kb"] <= 512 * 1024  # a private /tmp of ephemeral_storage_mb
+    if Path("/tmp") not in Path(__file__).resolve().parents:
+        assert 0 < seen["tmp_kb"] <= 512 * 1024  # a private /tmp of ephemeral_storage_mb
+    # (A checkout under /tmp gives its environments a TMPDIR of their own instead: a private
+    # /tmp would hide the checkout's code from them; see router.executors.cells.)
 
 
 def test_a_runtime_the_machine_lacks_is_refused_at_deploy(router: Router) -> None:
