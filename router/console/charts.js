@@ -65,14 +65,19 @@ export function timeChart({ title, series, from, to, format = (v) => number(v, 2
     }
     svg.append(s('path', { d: d || 'M0,0', class: `line s${index}`, fill: 'none' }));
   });
+  return boxed(title, svg, series.map((_, index) => [`s${index}`, latest[index]]));
+}
+
+// A chart in its figure: the caption, the drawing, and a legend of [class, text] items.
+function boxed(title, svg, items) {
   const legend = document.createElement('ul');
   legend.className = 'legend';
-  series.forEach((line, index) => {
+  for (const [className, text] of items) {
     const item = document.createElement('li');
-    item.className = `s${index}`;
-    item.textContent = latest[index];
+    item.className = className;
+    item.textContent = text;
     legend.append(item);
-  });
+  }
   const figure = document.createElement('figure');
   figure.className = 'chart-box';
   const caption = document.createElement('figcaption');
@@ -112,18 +117,5 @@ export function barChart({ title, categories, stacks, format = (v) => number(v, 
       svg.append(label);
     }
   });
-  const legend = document.createElement('ul');
-  legend.className = 'legend';
-  stacks.forEach((stack, index) => {
-    const item = document.createElement('li');
-    item.className = `s${index % 8}`;
-    item.textContent = stack.name;
-    legend.append(item);
-  });
-  const figure = document.createElement('figure');
-  figure.className = 'chart-box';
-  const caption = document.createElement('figcaption');
-  caption.textContent = title;
-  figure.append(caption, svg, legend);
-  return figure;
+  return boxed(title, svg, stacks.map((stack, index) => [`s${index % 8}`, stack.name]));
 }
