@@ -132,7 +132,10 @@ class Pool:
             self.idle.append(worker)
         else:
             await worker.kill()
-        # Everyone waiting looks again: an idle environment, or room to start one.
+        self._wake()
+
+    def _wake(self) -> None:
+        """Everyone waiting looks again: an idle environment, or room to start one."""
         returns, self._returns = self._returns, []
         for returned in returns:
             if not returned.done():
@@ -143,8 +146,13 @@ class Pool:
         try:
             async with self._spawning:
                 worker = await self._launcher.start(self.function, self.spec, self.version)
-        finally:
+        except BaseException:
+            # Callers may be waiting for this start (the pool looked full): they must not wait
+            # for good but look again, and try a start of their own.
             self.starting -= 1
+            self._wake()
+            raise
+        self.starting -= 1
         self.slots.watch_workers()
         self._metrics.cold_starts.labels(self.function).inc()
         self._metrics.init_duration.labels(self.function).observe(worker.init_ms / 1000)

@@ -229,3 +229,23 @@ def test_an_abandoned_call_takes_its_environment_with_it() -> None:
         assert init_ms is not None
 
     with_pool("sleep_then_pid", test)
+
+
+def test_a_failed_start_ahead_of_demand_wakes_the_callers_waiting_for_it() -> None:
+    """A caller that found the pool full of environments still starting waits for one; when
+    that start fails (the handler cannot be imported), the caller must not wait for good: it
+    tries a start of its own and answers with the import error."""
+
+    async def test(pool: Pool) -> None:
+        growing = asyncio.ensure_future(pool.grow(1))  # the scaler, ahead of demand
+        for _ in range(2):  # the scaler's task, then the start it spawns
+            await asyncio.sleep(0)
+        assert pool.starting == 1  # full: the caller below has to wait for this start
+        outcome, _, _ = await asyncio.wait_for(call(pool, {}), 20)
+        await growing
+        assert outcome.status == "failed"
+        assert outcome.error is not None
+        assert "no_such_handler" in outcome.error.message
+        assert pool.total == 0
+
+    with_pool("no_such_handler", test)
