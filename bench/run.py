@@ -1674,8 +1674,8 @@ async def log_cost(session: aiohttp.ClientSession, options: Options) -> list[Row
     """webhook-sync's inline load and drain's inline and process drains, each run by a router
     at the defaults and by one at the quietest configuration: per workload, defaults, quietest,
     quietest, defaults (one pair with --quick), so that each pair runs close in time. The
-    webhook load, whose rounds are short, runs that twice over mirrored (ABBA BAAB), each
-    round half as long: the same time per configuration, more turns between the two."""
+    webhook load, whose rounds are short, runs that four times over, mirrored every other time
+    (ABBA BAAB ABBA BAAB), each round half as long: eight rounds per configuration."""
     count = 5000 if options.quick else 20000
     duration_s, warmup_s = durations(options)
     abba = (0, 1) if options.quick else (0, 1, 1, 0)  # indexes in CONFIGS
@@ -1684,7 +1684,9 @@ async def log_cost(session: aiohttp.ClientSession, options: Options) -> list[Row
     def rounds(workload: str) -> tuple[int, ...]:
         if workload != "webhook sync inline" or options.quick:
             return abba
-        return abba + tuple(1 - index for index in abba)
+        # Eight rounds a configuration: a fresh router's rate varies by a few percent from
+        # one process to the next, as much as the cost measured (py-spy: ~3% of the CPU).
+        return (abba + tuple(1 - index for index in abba)) * 2
 
     async def measure(router: Router, workload: str, tag: str) -> Sample:
         """One run of `workload` by a router started afresh with its current settings."""
@@ -1772,7 +1774,7 @@ BUDGET_S = {
     "memory": 45.0,
     "runtimes": 360.0,  # the Go build included (8 s here; more where Go builds its std first)
     "leases": 480.0,
-    "log-cost": 600.0,  # 4 router runs of 3 workloads; ~3 min on a quiet machine
+    "log-cost": 900.0,  # 16 webhook rounds, 4 runs of each drain; ~5 min on a quiet machine
 }
 
 
