@@ -82,7 +82,7 @@ def test_a_refused_batch_is_kept_ahead_of_what_came_since_and_merged() -> None:
 
 def test_the_bound_drops_the_oldest_by_weight_and_reports_each() -> None:
     async def main() -> None:
-        sink, dropped = Sink(), []
+        sink, dropped = Sink(), list[int]()
         buffer = WriteBehind[str, int](
             "sized", sink.write, 60, log, limit=10, weigh=lambda v: v, dropped=dropped.append
         )
