@@ -58,6 +58,7 @@ class WriteBehind(Generic[K, V]):
         # key removed before it, which made a long outage quadratic.
         self._pending: OrderedDict[K, V] = OrderedDict()
         self._weight = 0  # the values' total weight, when weighed (else their count is)
+        self._writing: asyncio.Future[None] | None = None  # the loop's write under way
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -82,10 +83,20 @@ class WriteBehind(Generic[K, V]):
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
-            await self.flush()
+            if self._pending:
+                # Shielded: the shutdown cancels this loop while it may be writing, and a
+                # write cut short would lose its batch; `flush` waits for it instead.
+                self._writing = asyncio.ensure_future(self._flush())
+                await asyncio.shield(self._writing)
 
     async def flush(self) -> None:
-        """Write what waits now (the shutdown's last call, and the loop's every interval)."""
+        """Write what waits now, after any write the loop has under way (the shutdown's last
+        call: what the loop was writing is not lost, nor written twice)."""
+        if self._writing is not None and not self._writing.done():
+            await asyncio.wait([self._writing])
+        await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         batch, weight = self._pending, self._weight

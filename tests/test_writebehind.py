@@ -116,3 +116,27 @@ def test_a_count_bound_drops_the_oldest_silently_without_a_callback() -> None:
         assert sink.batches == [{"b": 1, "c": 9}]
 
     asyncio.run(main())
+
+
+def test_a_write_under_way_when_the_loop_is_cancelled_finishes_and_the_flush_waits_for_it() -> None:
+    async def main() -> None:
+        sink, writing, release = Sink(), asyncio.Event(), asyncio.Event()
+
+        async def slow(batch: Mapping[str, int]) -> None:
+            writing.set()
+            await release.wait()
+            await sink.write(batch)
+
+        buffer = WriteBehind[str, int]("slow", slow, 0.001, log)
+        running = asyncio.create_task(buffer.run())
+        buffer.add("a", 1)
+        await asyncio.wait_for(writing.wait(), 5)  # the loop took the batch and writes it
+        buffer.add("b", 2)
+        running.cancel()  # as the shutdown does, while its own flush begins
+        flushing = asyncio.ensure_future(buffer.flush())
+        await asyncio.gather(running, return_exceptions=True)
+        release.set()
+        await flushing
+        assert sink.batches == [{"a": 1}, {"b": 2}]
+
+    asyncio.run(main())
