@@ -72,12 +72,16 @@ class WriteBehind(Generic[K, V]):
         return self._pending.get(key)
 
     def add(self, key: K, value: V) -> None:
-        pending, weigh = self._pending, self._weigh
-        if weigh is not None:
-            previous = pending.get(key)
-            self._weight += weigh(value) - (0 if previous is None else weigh(previous))
+        pending, weigh, limit = self._pending, self._weigh, self._limit
+        if weigh is None:  # the common case, kept to a dict's own cost: this is the hot path
+            pending[key] = value
+            if limit is not None and len(pending) > limit:
+                self._drop_oldest()
+            return
+        previous = pending.get(key)
+        self._weight += weigh(value) - (0 if previous is None else weigh(previous))
         pending[key] = value
-        if self._limit is not None and self.weight > self._limit:
+        if limit is not None and self._weight > limit:
             self._drop_oldest()
 
     async def run(self) -> None:
