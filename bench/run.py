@@ -46,7 +46,6 @@ from bench.bundles import Code
 from bench.cputime import CpuClock, children
 from bench.loadgen import percentile
 from router.bundles import default_directory
-from router.leases import BENCH_SWITCH
 from router.settings import Settings
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -181,6 +180,8 @@ class Router:
         # `ROUTER_*` settings beyond what every run needs (see `environment`): none unless a
         # scenario needs one; read at each start, so a scenario may change them in between.
         self.settings: dict[str, str] = dict(settings or {})
+        # What `python -m` runs: the router, or the leases scenario's baseline (bench.unleased).
+        self.module = "router"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.functions: set[str] = set()
@@ -221,7 +222,7 @@ class Router:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "router",
+            self.module,
             "serve",
             env={**self.environment(), **self.settings},
             cwd=REPO_ROOT,
@@ -1586,7 +1587,8 @@ LEASES_FN = "leases-process"
 
 async def leases(session: aiohttp.ClientSession, options: Options) -> list[Row]:
     """The `process` drain (`incr`, max 8), with leases (the default) and, as the baseline,
-    with slots per replica only (the router started with the benchmark-only switch)."""
+    with slots per replica only (the router started through bench.unleased, whose lease layer
+    never asks Redis)."""
     count = 5000 if options.quick else 20000
 
     async def body(router: Router) -> list[Row]:
@@ -1598,11 +1600,11 @@ async def leases(session: aiohttp.ClientSession, options: Options) -> list[Row]:
         await router.stop()
         # ABBA: each mode drains twice, in mirrored order, so that a load on the shared
         # machine that rises or falls through the scenario weighs on both alike.
-        order = [("per-replica slots", {BENCH_SWITCH: "1"}), ("leases", {})]
+        order = [("per-replica slots", "bench.unleased"), ("leases", "router")]
         runs: dict[str, list[tuple[float, float]]] = {"per-replica slots": [], "leases": []}
-        for mode, env in [*order, *reversed(order)]:
+        for mode, module in [*order, *reversed(order)]:
             print(f"  router process, {mode}", file=sys.stderr, flush=True)
-            runs[mode].append(await leased_drain(router, exchange, count, env))
+            runs[mode].append(await leased_drain(router, exchange, count, module))
         base, base_detail = summary(runs["per-replica slots"], count)
         rate, detail = summary(runs["leases"], count)
         return [
@@ -1722,19 +1724,20 @@ async def log_cost(session: aiohttp.ClientSession, options: Options) -> list[Row
 
 
 async def leased_drain(
-    router: Router, exchange: str, count: int, env: dict[str, str]
+    router: Router, exchange: str, count: int, module: str
 ) -> tuple[float, float]:
     """(events/s, CPU us/event) of one drain of `count` events queued before the router
-    starts."""
+    (`python -m module`) starts."""
     key = f"{router.namespace}:drain:{LEASES_FN}:{secrets.token_hex(3)}"
     await publish(exchange, f"bench.{LEASES_FN}.x", key, count)
     await wait_depth(f"{router.namespace}.fn.{LEASES_FN}", count, 5.0)
-    router.settings = dict(env)
+    router.module = module
     await router.start()
     cpu = CpuClock(router.pid)
     elapsed, value = await watch_counter(key, count, 150.0, started=cpu.start)
     cpu_us = cpu.seconds() / (count - 1) * 1e6
     await router.stop()
+    router.module = "router"
     if value != count:
         print(f"  leases drain: counter {value}, expected {count}", file=sys.stderr)
     return (count - 1) / elapsed, cpu_us

@@ -30,6 +30,7 @@ from router import (
     webhooks,
 )
 from router.admin import Admin
+from router.background import Background, Loop
 from router.broker import Broker
 from router.bundles import Bundles, default_directory
 from router.consumer import Consumers
@@ -43,7 +44,7 @@ from router.idempotency import Idempotency
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.invoker import Invoker
-from router.leases import Leases, enabled
+from router.leases import Leases
 from router.logstore import LogStore
 from router.metrics import CONTENT_TYPE, Metrics, shared_directory
 from router.monitor import Monitor
@@ -61,7 +62,6 @@ from router.usage import Usage
 
 log = logging.getLogger("router")
 RETRY_S = 1.0
-RESTART_S = 1.0  # before a background loop that failed runs again
 CLOSING_S = 1.0  # of the shutdown's margin, kept for closing the connections last
 
 
@@ -121,7 +121,7 @@ def build_services(settings: Settings) -> Services:
     )
     cells = Cells(settings.namespace)
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
-    leases = Leases(redis, names, metrics) if enabled() else None
+    leases = Leases(redis, names, metrics)
     invoker = Invoker(
         LocalExecutor(settings.thread_workers),
         Launcher(bundles, cells),
@@ -246,8 +246,8 @@ async def _stop_work(svc: Services, within_s: float) -> None:
     environment stopped under a running invocation would fail it and settle its message."""
     await bounded("stopping consumers", svc.consumers.stop(), within_s * 0.6)
     await bounded("stopping environments", svc.invoker.close(), within_s * 0.4)
-    if svc.leases is not None:  # what ran here is over: other replicas need not wait out a TTL
-        await bounded("giving back concurrency leases", svc.leases.give_back(), within_s * 0.2)
+    # What ran here is over: other replicas need not wait out a TTL.
+    await bounded("giving back concurrency leases", svc.leases.give_back(), within_s * 0.2)
     svc.cells.close()  # what is left of the environments' process trees goes with the router
 
 
@@ -291,7 +291,7 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
     ticks = ledger(svc.redis, svc.names, svc.settings.publish_timeout_s)
     scheduler = Scheduler(svc.registry, ticks, svc.ingress, svc.broker, svc.metrics, svc.names)
     svc.registry.on_change(scheduler.changed)
-    loops: dict[str, Callable[[], Awaitable[None]]] = {
+    loops: dict[str, Loop] = {
         "registry watch": svc.registry.watch,
         "scaler": svc.scaler.run,
         "monitor": monitor.run,
@@ -299,22 +299,9 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         "log writer": svc.logs.run,
         "record writer": svc.store.run,
         "scheduler": scheduler.run,
+        "lease renewal": svc.leases.run,
     }
-    if svc.leases is not None:
-        loops["lease renewal"] = svc.leases.run
-    await asyncio.gather(*(keep_running(name, run) for name, run in loops.items()))
-
-
-async def keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run a background loop for good: one that raises (or returns) is logged and started
-    again, so that a bug in one never ends it silently while the router carries on."""
-    while True:
-        try:
-            await run()
-            log.error("%s stopped; starting it again in %.0f s", name, RESTART_S)
-        except Exception:
-            log.exception("%s failed; starting it again in %.0f s", name, RESTART_S)
-        await asyncio.sleep(RESTART_S)
+    await Background(svc.metrics).run(loops)
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[object]]) -> None:

@@ -74,7 +74,7 @@ class Idempotency:
             if raw is None or raw != RUNNING or time.monotonic() > deadline:
                 break
             await asyncio.sleep(POLL_S)
-        self._metrics.duplicates.labels(function).inc()
+        self._metrics.duplicate(function)
         if raw is None or raw == RUNNING:
             error = ErrorInfo("DuplicateInProgress", "the same event is running elsewhere")
             return Outcome("failed", 0.0, error=error, duplicate=True)

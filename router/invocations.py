@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from router.names import Names
+from router.writebehind import WriteBehind
 
 if TYPE_CHECKING:
     from router.executors import ErrorInfo, Outcome
@@ -54,6 +54,8 @@ class Invocation(BaseModel):
 
 
 Record = dict[str, Any]  # an Invocation's fields: the hot path skips model validation
+# A record waiting to be written, and whether only as its creation (`queued`, written with NX).
+Pending = tuple[Record, bool]
 
 
 class InvocationStore:
@@ -66,46 +68,39 @@ class InvocationStore:
         self._redis = redis
         self._names = names
         self._ttl_s = ttl_s
-        self._pending: dict[str, Record] = {}
-        self._queued: dict[str, Record] = {}
+        # Redis away for long: the oldest records go past the bound (records are not the work).
+        self._pending = WriteBehind[str, Pending](
+            "invocation records", self._write, FLUSH_S, log, merge=_later, limit=MAX_PENDING
+        )
         self._store_records = redis.register_script(STORE_RECORDS)
 
     def queued(self, record: Record) -> None:
         """Buffer a `queued` record, written with NX: the consumer (maybe of another replica) may
         already have written `running`, and a record never moves backwards."""
-        if record["id"] not in self._pending:
-            self._queued[record["id"]] = record
+        waiting = self._pending.get(record["id"])
+        if waiting is None or waiting[1]:
+            self._pending.add(record["id"], (record, True))
 
     def save(self, record: Record) -> None:
         """Buffer the record's current state. The store keeps the dict itself: change it only to
         save it again."""
-        self._pending[record["id"]] = record
-        self._queued.pop(record["id"], None)
-        if len(self._pending) > MAX_PENDING:  # Redis away for long: records are not the work
-            self._pending.pop(next(iter(self._pending)))
+        self._pending.add(record["id"], (record, False))
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            await self.flush()
+        await self._pending.run()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        queued, self._queued = self._queued, {}
-        if not batch and not queued:
-            return
-        # Serialised now: callers may change a record dict once this flush is under way.
-        creates = [(self._key(i), orjson.dumps(r)) for i, r in queued.items()]
-        writes = [(self._key(i), orjson.dumps(r)) for i, r in batch.items()]
-        try:
-            records = creates + writes
-            for start in range(0, len(records), CHUNK):
-                nx = max(0, len(creates) - start)  # creates come first
-                await self._write_chunk(records[start : start + CHUNK], nx)
-        except RedisError as exc:
-            self._pending = {**batch, **self._pending}  # newer states win
-            self._queued = {**queued, **self._queued}
-            log.warning("%d invocation records not written yet: %s", len(batch) + len(queued), exc)
+        await self._pending.flush()
+
+    async def _write(self, batch: Mapping[str, Pending]) -> None:
+        # Serialised before the first wait: callers may change a record dict once this write
+        # is under way.
+        creates = [(self._key(i), orjson.dumps(r)) for i, (r, nx) in batch.items() if nx]
+        writes = [(self._key(i), orjson.dumps(r)) for i, (r, nx) in batch.items() if not nx]
+        records = creates + writes
+        for start in range(0, len(records), CHUNK):
+            nx = max(0, len(creates) - start)  # creates come first
+            await self._write_chunk(records[start : start + CHUNK], nx)
 
     async def _write_chunk(self, chunk: list[tuple[str, bytes]], nx: int) -> None:
         """One script call for up to CHUNK records, the first `nx` of them only if absent:
@@ -114,14 +109,19 @@ class InvocationStore:
         await self._store_records(keys=keys, args=[self._ttl_s, nx, *(raw for _, raw in chunk)])
 
     async def get(self, invocation_id: str) -> Invocation | None:
-        pending = self._pending.get(invocation_id) or self._queued.get(invocation_id)
-        if pending is not None:
-            return Invocation.model_validate(pending)
+        waiting = self._pending.get(invocation_id)
+        if waiting is not None:
+            return Invocation.model_validate(waiting[0])
         raw = await self._redis.get(self._key(invocation_id))
         return None if raw is None else Invocation.model_validate_json(raw)
 
     def _key(self, invocation_id: str) -> str:
         return self._names.invocation(invocation_id)
+
+
+def _later(kept: Pending, since: Pending) -> Pending:
+    """The newer state, except that a creation never replaces a state moved on from it."""
+    return kept if since[1] and not kept[1] else since
 
 
 def finished(outcome: Outcome) -> Record:

@@ -51,10 +51,10 @@ class Invoker:
         usage: Usage,
         logs: LogStore,
         store: InvocationStore,
-        leases: Leases | None = None,
+        leases: Leases,
     ) -> None:
         self._local = local
-        self._leases = leases  # None: slots per replica only (the benchmark's baseline)
+        self._leases = leases
         self._store = store
         self._launcher = launcher
         # One table from isolation to executor: no branch on how a handler runs.
@@ -134,7 +134,7 @@ class Invoker:
             if not slots.take():
                 await slots.acquire(wait)
         except Throttled:
-            self._metrics.child(self._metrics.throttles, function).inc()
+            self._metrics.throttled(function)
             raise
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -165,7 +165,7 @@ class Invoker:
         self._metrics.invocation(function, outcome.status, outcome.duration_ms / 1000, gb_seconds)
         self._usage.record(function, billed_ms, spec.memory_mb)
         if memory_mb:
-            self._metrics.child(self._metrics.max_memory, function).set(memory_mb)
+            self._metrics.memory_used(function, memory_mb)
         report = _report_line(request_id, spec.memory_mb, outcome)
         error = outcome.error
         if log.isEnabledFor(logging.INFO):  # every invocation, its failure named

@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,8 +30,6 @@ log = logging.getLogger("router.leases")
 
 LEASE_TTL_S = 3.0  # a dead replica's slots come back within this
 RENEW_S = 1.0  # how often a replica renews what it holds (and probes Redis while away)
-# The benchmark's baseline only: slots per replica, as before leases, to measure their cost.
-BENCH_SWITCH = "TRIGGER_ROUTER_BENCH_REPLICA_SLOTS"
 
 # Per function: KEYS held (hash replica -> slots), wants (hash replica -> slots asked for and
 # not granted), expiry (zset replica -> ms). ARGV replica, ttl ms, then per function: hold,
@@ -119,11 +116,6 @@ def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def enabled(environ: Mapping[str, str] | None = None) -> bool:
-    """Leases are always on, except in the benchmark's baseline run."""
-    return (os.environ if environ is None else environ).get(BENCH_SWITCH) != "1"
-
-
 class Leases:
     def __init__(
         self, redis: Redis, names: Names, metrics: Metrics, ttl_s: float = LEASE_TTL_S
@@ -138,9 +130,7 @@ class Leases:
 
     def hold(self, holder: Holder) -> None:
         self._holders[holder.function] = holder
-        # Exported at 0 from the start, so that a rate over it (a dashboard, an alert) has a
-        # series before the first outage rather than no data.
-        self._metrics.child(self._metrics.leases_unchecked, holder.function)
+        self._metrics.leasing(holder.function)
 
     def forget(self, function: str) -> None:
         """A deleted function: what this replica held expires with its lease."""
@@ -148,7 +138,7 @@ class Leases:
 
     def unchecked(self, function: str) -> None:
         """An invocation admitted without a lease (Redis away)."""
-        self._metrics.child(self._metrics.leases_unchecked, function).inc()
+        self._metrics.unchecked(function)
 
     async def ask(self, function: str, ask: Ask) -> Grant:
         """Hold `ask.hold` slots of `function` (or what is free of them). Raises RedisError,

@@ -8,19 +8,19 @@ and memory the router needs to run the work must not go to it.
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import logging
 import sys
 import time
-from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from router.metrics import Metrics
 from router.names import Names
+from router.writebehind import WriteBehind
 
 log = logging.getLogger("router.logstore")
 FLUSH_S = 0.25
@@ -73,15 +73,23 @@ class LogStore:
         self._max_entries = max_entries
         self._retention_s = retention_s
         self._metrics = metrics
-        self._max_pending_bytes = max_pending_bytes
-        self._pending: deque[Entry] = deque()
-        self._pending_bytes = 0
+        # By arrival number: entries are only ever added, oldest first.
+        self._pending = WriteBehind[int, Entry](
+            "invocation log entries",
+            self._write,
+            FLUSH_S,
+            log,
+            limit=max_pending_bytes,
+            weigh=_size,
+            dropped=self._dropped,
+        )
+        self._numbers = itertools.count()
         self._store_logs = redis.register_script(STORE_LOGS)
 
     @property
     def pending_bytes(self) -> int:
         """Memory held by output not yet in Redis (at most `max_pending_bytes`)."""
-        return self._pending_bytes
+        return self._pending.weight
 
     def append(
         self,
@@ -92,9 +100,7 @@ class LogStore:
         retention_s: int | None = None,
     ) -> None:
         """Buffer one invocation's entry; a function's own bounds override the router's."""
-        # The function's drop count exists (at 0) from its first output on: a counter series
-        # born at its first drop would have that drop missed by increase() and rate().
-        self._metrics.child(self._metrics.log_entries_dropped, function)
+        self._metrics.log_output_seen(function)
         size = sys.getsizeof(text) + ENTRY_OVERHEAD
         entry = Entry(
             function,
@@ -105,40 +111,24 @@ class LogStore:
             max_entries or self._max_entries,
             retention_s or self._retention_s,
         )
-        self._pending.append(entry)
-        self._pending_bytes += size
-        self._drop_oldest()
+        self._pending.add(next(self._numbers), entry)
 
-    def _drop_oldest(self) -> None:
-        """Keeps the pending output within its bound, dropping (and counting) the oldest."""
-        while self._pending_bytes > self._max_pending_bytes:
-            dropped = self._pending.popleft()
-            self._pending_bytes -= dropped.size
-            self._metrics.child(self._metrics.log_entries_dropped, dropped.function).inc()
+    def _dropped(self, entry: Entry) -> None:
+        self._metrics.log_entry_dropped(entry.function)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            await self.flush()
+        await self._pending.run()
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        batch, batch_bytes = self._pending, self._pending_bytes
-        self._pending, self._pending_bytes = deque(), 0
+        await self._pending.flush()
+
+    async def _write(self, batch: Mapping[int, Entry]) -> None:
         now_ms = int(time.time() * 1000)
-        try:
-            entries = list(batch)
-            for start in range(0, len(entries), CHUNK):
-                chunk = entries[start : start + CHUNK]
-                keys = [self._names.logs(e.function) for e in chunk]
-                await self._store_logs(keys, [v for e in chunk for v in _values(e, now_ms)])
-        except RedisError as exc:
-            # Kept for the next try, ahead of what came in meanwhile, within the bound.
-            batch.extend(self._pending)
-            self._pending, self._pending_bytes = batch, batch_bytes + self._pending_bytes
-            self._drop_oldest()
-            log.warning("invocation logs not stored yet: %s", exc)
+        entries = list(batch.values())
+        for start in range(0, len(entries), CHUNK):
+            chunk = entries[start : start + CHUNK]
+            keys = [self._names.logs(e.function) for e in chunk]
+            await self._store_logs(keys, [v for e in chunk for v in _values(e, now_ms)])
 
     async def read(
         self,
@@ -174,6 +164,10 @@ class LogStore:
         entries = [_entry(item) for item in raw]
         newest = [e for e in entries if wanted(e)][:limit]
         return newest[::-1], entries[0]["id"] if entries else None
+
+
+def _size(entry: Entry) -> int:
+    return entry.size
 
 
 def _values(entry: Entry, now_ms: int) -> tuple[Any, ...]:

@@ -451,6 +451,11 @@ class Metrics:
             "router_log_lines_dropped",
             "The router's own log lines dropped because stderr could not keep up.",
         )
+        self.background_restarts = c(
+            "router_background_restarts",
+            "Background loops (by name) that failed or returned and were started again.",
+            "loop",
+        )
         self.http_connections = g("router_http_connections", "Open HTTP connections.", merge=SUM)
         self.http_refused = c(
             "router_http_connections_refused",
@@ -568,3 +573,71 @@ class Metrics:
             return generate_latest(self.registry)
         self.share()  # this worker's own counts, current
         return generate_latest(self._merged)
+
+    # background and pools
+
+    def background_loop(self, loop: str) -> None:
+        """A background loop runs: its restart count is exported at 0 from the start."""
+        self.child(self.background_restarts, loop)
+
+    def background_restart(self, loop: str) -> None:
+        self.child(self.background_restarts, loop).inc()
+
+    def cold_start(self, function: str, init_s: float) -> None:
+        self.child(self.cold_starts, function).inc()
+        self.child(self.init_duration, function).observe(init_s)
+
+    def throttled(self, function: str) -> None:
+        self.child(self.throttles, function).inc()
+
+    def memory_used(self, function: str, megabytes: float) -> None:
+        self.child(self.max_memory, function).set(megabytes)
+
+    def duplicate(self, function: str) -> None:
+        self.child(self.duplicates, function).inc()
+
+    def leasing(self, function: str) -> None:
+        """A function's slots are leased here: its unchecked count is exported at 0 from the
+        start, so a rate over it has a series before the first outage rather than no data."""
+        self.child(self.leases_unchecked, function)
+
+    def unchecked(self, function: str) -> None:
+        """An invocation admitted without a lease (Redis away)."""
+        self.child(self.leases_unchecked, function).inc()
+
+    def log_output_seen(self, function: str) -> None:
+        """A function's drop count exists (at 0) from its first output on: a counter series
+        born at its first drop would have that drop missed by increase() and rate()."""
+        self.child(self.log_entries_dropped, function)
+
+    def log_entry_dropped(self, function: str) -> None:
+        self.child(self.log_entries_dropped, function).inc()
+
+    def schedule_known(self, trigger: str) -> None:
+        """Counted from 0: increase() then sees the first tick (or miss), and a schedule that
+        never missed one shows 0 rather than no data."""
+        self.child(self.ticks_fired, trigger)
+        self.child(self.ticks_missed, trigger)
+
+    def tick_fired(self, trigger: str, lag_s: float) -> None:
+        self.child(self.ticks_fired, trigger).inc()
+        self.child(self.tick_lag, trigger).observe(lag_s)
+
+    def ticks_lost(self, trigger: str, missed: int) -> None:
+        self.child(self.ticks_missed, trigger).inc(missed)
+
+    def loop_lagged(self, lag_s: float) -> None:
+        self.loop_lag.set(lag_s)
+
+    def router_lines_dropped(self, count: int) -> None:
+        self.log_lines_dropped.inc(count)
+
+    def registry_read(self, version: int, staleness_s: float) -> None:
+        self.registry_version.set(version)
+        self.registry_staleness.set(staleness_s)
+
+    def reachable(self, dependency: str, up: bool) -> None:
+        self.child(self.up, dependency).set(1 if up else 0)
+
+    def dead_letter_depth(self, function: str, depth: int) -> None:
+        self.child(self.dlq_depth, function).set(depth)

@@ -31,7 +31,7 @@ class Monitor:
             asleep = time.perf_counter()
             await asyncio.sleep(INTERVAL_S)
             # A loop blocked by CPU work wakes us late; that lateness is what clients wait too.
-            self._metrics.loop_lag.set(max(0.0, time.perf_counter() - asleep - INTERVAL_S))
+            self._metrics.loop_lagged(max(0.0, time.perf_counter() - asleep - INTERVAL_S))
             try:
                 await self.tick()
             except Exception:  # observing must never stop the router
@@ -42,12 +42,12 @@ class Monitor:
         metrics.share()  # a worker of several: its counts and gauges, written for the merge
         dropped = logformat.dropped()
         if dropped > self._dropped:  # the writer thread counts; the counter follows
-            metrics.log_lines_dropped.inc(dropped - self._dropped)
+            metrics.router_lines_dropped(dropped - self._dropped)
             self._dropped = dropped
-        metrics.registry_version.set(self._registry.snapshot.version)
-        metrics.registry_staleness.set(max(0.0, time.time() - self._registry.refreshed_at))
-        metrics.up.labels("rabbitmq").set(1 if self._broker.connected else 0)
-        metrics.up.labels("redis").set(1 if await self._redis_answers() else 0)
+        staleness_s = max(0.0, time.time() - self._registry.refreshed_at)
+        metrics.registry_read(self._registry.snapshot.version, staleness_s)
+        metrics.reachable("rabbitmq", self._broker.connected)
+        metrics.reachable("redis", await self._redis_answers())
         if not self._broker.connected:
             return
         for function in self._registry.snapshot.functions:
@@ -57,7 +57,7 @@ class Monitor:
                 log.debug("dead-letter depth of %s unavailable: %s", function, exc)
                 continue
             if function in self._registry.snapshot.functions:  # not deleted meanwhile
-                metrics.dlq_depth.labels(function).set(state.ready)
+                metrics.dead_letter_depth(function, state.ready)
 
     async def _redis_answers(self) -> bool:
         try:

@@ -154,8 +154,7 @@ class Pool:
             raise
         self.starting -= 1
         self.slots.watch_workers()
-        self._metrics.cold_starts.labels(self.function).inc()
-        self._metrics.init_duration.labels(self.function).observe(worker.init_ms / 1000)
+        self._metrics.cold_start(self.function, worker.init_ms / 1000)
         log.info(
             "INIT function=%s version=%s pid=%d Init Duration: %.2f ms%s",
             self.function,

@@ -146,10 +146,7 @@ class Scheduler:
             trigger = triggers[name]
             schedule = schedules.compiled(trigger.schedule, trigger.timezone)
             self._known[name] = Known(trigger, schedule, *states[name])
-            # Counted from 0: increase() then sees the first tick (or miss), and a schedule
-            # that never missed one shows 0 rather than no data.
-            for metric in (self._metrics.ticks_fired, self._metrics.ticks_missed):
-                self._metrics.child(metric, name)
+            self._metrics.schedule_known(name)
 
     def _changed_trigger(self, name: str, trigger: ScheduleTrigger) -> bool:
         known = self._known.get(name)
@@ -174,7 +171,7 @@ class Scheduler:
 
     def _fire(self, name: str, plan: Plan) -> None:
         if plan.missed:
-            self._metrics.child(self._metrics.ticks_missed, name).inc(plan.missed)
+            self._metrics.ticks_lost(name, plan.missed)
             log.warning("schedule %s missed %d ticks", name, plan.missed)
         for tick in plan.fire:
             self._send(name, tick)
@@ -213,8 +210,7 @@ class Scheduler:
                 log.warning("schedule %s: tick %d not queued (%s); retrying", name, tick, exc)
                 await self._ticks.release(name, tick)
                 return
-            self._metrics.child(self._metrics.ticks_fired, name).inc()
-            self._metrics.child(self._metrics.tick_lag, name).observe(max(0.0, time.time() - tick))
+            self._metrics.tick_fired(name, max(0.0, time.time() - tick))
             await self._ticks.done(name, tick)
         except RedisError as exc:  # the lease runs out: the tick is retried, or sent again
             log.warning("schedule %s: tick %d: Redis away (%s)", name, tick, exc)

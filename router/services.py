@@ -54,7 +54,7 @@ class Services:
     logs: LogStore
     bundles: Bundles
     cells: Cells
-    leases: Leases | None  # None only in the benchmark's baseline (router.leases.enabled)
+    leases: Leases
 
     started: bool = False  # Redis, RabbitMQ and the registry were all reached once
     started_event: asyncio.Event = field(default_factory=asyncio.Event)  # set with `started`

@@ -7,31 +7,35 @@ nothing; counts that could not be written are kept for the next try.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from router.names import Names
+from router.writebehind import WriteBehind
 
 log = logging.getLogger("router.usage")
 FLUSH_S = 1.0
 KEEP_S = 400 * 86400  # a little over a year of hourly buckets
 HOUR = "%Y%m%d%H"
 COUNTERS = ("invocations", "billed_ms", "mb_ms")
+Hourly = tuple[str, str]  # (hour, function)
 
 
 class Usage:
     def __init__(self, redis: Redis, names: Names) -> None:
         self._redis = redis
         self._names = names
-        # (hour, function) -> [invocations, billed ms, MB-ms]: one lookup per call.
-        self._pending: dict[tuple[str, str], list[int]] = {}
+        # (hour, function) -> [invocations, billed ms, MB-ms], changed in place: one lookup per
+        # call. Counts a write missed are added to those that came since.
+        self._pending = WriteBehind[Hourly, list[int]](
+            "usage counts", self._write, FLUSH_S, log, merge=_sum
+        )
         self._hour_number = -1
         self._hour_label = ""
 
@@ -39,7 +43,8 @@ class Usage:
         key = (self._hour(), function)
         totals = self._pending.get(key)
         if totals is None:
-            totals = self._pending[key] = [0, 0, 0]
+            totals = [0, 0, 0]
+            self._pending.add(key, totals)
         totals[0] += 1
         totals[1] += billed_ms
         totals[2] += billed_ms * memory_mb
@@ -53,27 +58,19 @@ class Usage:
         return self._hour_label
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            await self.flush()
+        await self._pending.run()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        if not batch:
-            return
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for (hour, function), totals in batch.items():
-                    for counter, amount in zip(COUNTERS, totals, strict=True):
-                        pipe.hincrby(self._names.usage(hour), f"{function}:{counter}", amount)
-                for hour in {hour for hour, _ in batch}:
-                    pipe.expire(self._names.usage(hour), KEEP_S)
-                await pipe.execute()
-        except RedisError as exc:
-            for key, totals in batch.items():  # kept for the next try, with what came since
-                since = self._pending.get(key, [0, 0, 0])
-                self._pending[key] = [a + b for a, b in zip(totals, since, strict=True)]
-            log.warning("usage not recorded yet: %s", exc)
+        await self._pending.flush()
+
+    async def _write(self, batch: Mapping[Hourly, list[int]]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for (hour, function), totals in batch.items():
+                for counter, amount in zip(COUNTERS, totals, strict=True):
+                    pipe.hincrby(self._names.usage(hour), f"{function}:{counter}", amount)
+            for hour in {hour for hour, _ in batch}:
+                pipe.expire(self._names.usage(hour), KEEP_S)
+            await pipe.execute()
 
     async def report(self, since: datetime, until: datetime) -> dict[str, Any]:
         """Totals per function over whole hours from `since` to `until` (UTC)."""
@@ -96,6 +93,10 @@ class Usage:
             "functions": rows,
             "total": _total(rows),
         }
+
+
+def _sum(kept: list[int], since: list[int]) -> list[int]:
+    return [a + b for a, b in zip(kept, since, strict=True)]
 
 
 def parse_time(value: str, now: datetime) -> datetime:
