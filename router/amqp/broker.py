@@ -80,6 +80,8 @@ class Broker:
     async def reopen(self) -> None:
         """The publishing channel, with confirms (and returns raised: unroutable must be an
         error, not a silent "confirmed"), and the exchanges it publishes to."""
+        if self._publishing is not None and not self._publishing.is_closed:
+            return  # open already (told twice: a channel closed by a reconnect)
         channel = await self.supervisor.channel(self, confirms=True)
         await self.topology.declare_exchanges(channel)
         self._publishing = channel

@@ -50,7 +50,10 @@ class Supervisor:
         return connection is not None and connection.connected.is_set()
 
     async def connect(self) -> None:
-        """Connect once; raises when the broker cannot be reached (the caller retries)."""
+        """Connect once; raises when the broker cannot be reached (the caller retries). Once
+        connected, the robust connection reconnects by itself: a second call keeps it."""
+        if self._connection is not None:
+            return
         connection = await aio_pika.connect_robust(self._url, timeout=5)
         connection.reconnect_callbacks.add(self._reconnected)
         self._connection = connection

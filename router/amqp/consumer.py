@@ -59,13 +59,15 @@ class Consumer:
     async def reopen(self) -> None:
         """Consume again: on the channel if it is still open (RabbitMQ cancelled the consumer),
         else on a new one. The queue is declared first, in case it is what went away."""
-        await self._broker.declare_function(self.function)
         channel = self._channel
+        if channel is not None and not channel.is_closed and self._tag is not None:
+            return  # consuming already (told twice: a channel closed by a reconnect)
+        await self._broker.declare_function(self.function)
         if channel is None or channel.is_closed:
             channel = await self._broker.supervisor.channel(self)
             await channel.basic_qos(prefetch_count=self.prefetch)
             channel.on_consumer_cancel_callbacks.add(self._cancelled)
-            self._channel = channel
+            self._channel, self._tag = channel, None
         # basic.consume on a plain channel: aio-pika's per-message IncomingMessage and extra
         # task cost more than the rest of a small handler's dispatch.
         consume_ok = await channel.basic_consume(self._queue, self._on_message, no_ack=False)
