@@ -83,7 +83,8 @@ class Dispatcher:
         return self._running
 
     async def drained(self, timeout_s: float) -> bool:
-        """Stop starting messages; wait for those running to settle. False on timeout."""
+        """Stop starting messages; wait for those running to finish (their consumers settle
+        them). False on timeout."""
         self._draining = True
         self._invoker.turn_away()
         try:
