@@ -267,6 +267,7 @@ class Dispatcher:
     def _dead_letter(
         self, work: Work, body: bytes, envelope: Envelope, outcome: Outcome
     ) -> DeadLetter:
+        """To the dead-letter queue with its errors; its record is marked once it is there."""
         expired = outcome.error is not None and outcome.error.type == "EventExpired"
         reason = "expired" if expired else outcome.status
 
