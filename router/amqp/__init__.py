@@ -2,7 +2,7 @@
 confirmed publisher, the consumers and their batched acks. The rest of the router sees the
 `Broker`, the `Delivery` a consumer hands over and the `Settlement` it applies."""
 
-from router.amqp.broker import Broker, amqp_message_id
+from router.amqp.broker import Broker
 from router.amqp.consumer import Consumers
 from router.amqp.delivery import (
     ACK,
@@ -33,5 +33,4 @@ __all__ = [
     "Retry",
     "Settlement",
     "TopologyError",
-    "amqp_message_id",
 ]

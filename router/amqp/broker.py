@@ -52,6 +52,9 @@ class Broker:
         # channels would only split (measured: 1 channel took the least CPU per publish).
         self._publishing: aiormq.Channel | None = None
 
+    def __repr__(self) -> str:
+        return "<the publishing channel>"  # as the supervisor names the subscriber in its log
+
     @property
     def names(self) -> Names:
         return self._names
