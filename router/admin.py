@@ -13,7 +13,7 @@ import time
 from redis.exceptions import RedisError
 
 from router import loader, runtimes
-from router.broker import Broker, BrokerError, TopologyError
+from router.amqp import Broker, BrokerError, TopologyError
 from router.bundles import Bundle
 from router.registry import NotFound, Registry, RegistryError, Trigger
 from router.specs import (

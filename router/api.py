@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+from router.amqp import BrokerError
 from router.archive import MAX_ZIPPED, ArchiveError
-from router.broker import BrokerError
 from router.bundles import Bundle
 from router.dlq import UnknownDeadLetter
 from router.events import new_id

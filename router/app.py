@@ -30,10 +30,9 @@ from router import (
     webhooks,
 )
 from router.admin import Admin
+from router.amqp import Broker, Consumers
 from router.background import Background, Loop
-from router.broker import Broker
 from router.bundles import Bundles, default_directory
-from router.consumer import Consumers
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
 from router.executors.cells import Cells
@@ -135,7 +134,7 @@ def build_services(settings: Settings) -> Services:
     dispatcher = Dispatcher(
         registry, invoker, invocations, broker, metrics, settings.max_event_bytes
     )
-    consumers = Consumers(broker, dispatcher, names, settings.prefetch_multiplier)
+    consumers = Consumers(broker, dispatcher, settings.prefetch_multiplier)
     registry.on_change(consumers.reconcile)
     registry.on_change(invoker.reconcile)
     registry.on_change(_forgetting(metrics))
@@ -147,7 +146,6 @@ def build_services(settings: Settings) -> Services:
         metrics,
         settings.scale_interval_s,
         settings.keep_warm_s,
-        consumers.restore,
         settings.max_environments,
     )
     return Services(
@@ -165,7 +163,7 @@ def build_services(settings: Settings) -> Services:
             registry, broker, settings.handlers, ledger(redis, names, settings.publish_timeout_s)
         ),
         scaler=scaler,
-        dead_letters=DeadLetters(broker, names),
+        dead_letters=DeadLetters(broker),
         dispatcher=dispatcher,
         rate_limiter=RateLimiter(redis, names),
         replays=Replays(redis, names),

@@ -29,9 +29,8 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
 from router import events
-from router.broker import Broker
+from router.amqp import Broker
 from router.envelope import Envelope, Unsealed
-from router.names import Names
 
 MAX_SCAN = 10_000  # dead letters read at most per request
 PREVIEW_BYTES = 1024  # bodies longer than this are listed as a preview and their size
@@ -149,9 +148,8 @@ class Replayed:
 
 
 class DeadLetters:
-    def __init__(self, broker: Broker, names: Names) -> None:
+    def __init__(self, broker: Broker) -> None:
         self._broker = broker
-        self._names = names
 
     async def page(self, function: str, limit: int, after: str | None) -> Page:
         """Up to `limit` dead letters after the one with id `after` (from the start if None),
@@ -223,8 +221,7 @@ class DeadLetters:
     async def purge(self, function: str, wanted: str | None) -> int:
         """Delete the dead letter with id `wanted`, or every one (malformed included)."""
         if wanted is None:
-            async with self._broker.connection().channel() as channel:
-                queue = await channel.get_queue(self._names.dead_letter_queue(function))
+            async with self._broker.topology.dead_letter_queue(function) as queue:
                 purged = await queue.purge()
                 return int(purged.message_count or 0)
         done = 0
@@ -247,8 +244,7 @@ class DeadLetters:
         await self._broker.seal.refresh()  # a key another replica made since, if any
         scanned, taking = 0, True
         unsettled: AbstractIncomingMessage | None = None
-        async with self._broker.connection().channel() as channel:
-            queue = await channel.get_queue(self._names.dead_letter_queue(function), ensure=True)
+        async with self._broker.topology.dead_letter_queue(function) as queue:
             while scanned < MAX_SCAN:
                 message = await queue.get(no_ack=False, fail=False)
                 if message is None:

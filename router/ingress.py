@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from router import events
-from router.broker import Broker, BrokerError
+from router.amqp import Broker, BrokerError
 from router.envelope import Envelope
 from router.invocations import InvocationStore, Record
 from router.metrics import Metrics

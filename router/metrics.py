@@ -641,3 +641,33 @@ class Metrics:
 
     def dead_letter_depth(self, function: str, depth: int) -> None:
         self.child(self.dlq_depth, function).set(depth)
+
+    # amqp layer
+    def reconnected(self) -> None:
+        self.reconnects.inc()
+
+    def confirmed(self, latency_s: float) -> None:
+        self.child(self.confirm_latency).observe(latency_s)
+
+    def queue_state(self, function: str, ready: int, consumers: int) -> None:
+        self.queue_depth.labels(function).set(ready)
+        self.consumers.labels(function).set(consumers)
+
+    def envelope_rejected(self, function: str, reason: str) -> None:
+        self.child(self.envelope_rejections, function, reason).inc()
+
+    def filtered_out(self, function: str, trigger: str) -> None:
+        self.child(self.filtered, function, trigger).inc()
+
+    def event_started(self, function: str, age_s: float) -> None:
+        self.child(self.event_age, function).observe(age_s)
+
+    def retried(self, function: str) -> None:
+        self.child(self.retries, function).inc()
+
+    def dead_lettered(self, function: str, reason: str) -> None:
+        self.child(self.dead_letters, function, reason).inc()
+
+    def dropped(self, function: str, reason: str) -> None:
+        """An async event dropped unrun (expired, oversize, unverified, malformed)."""
+        self.child(self.async_dropped, function, reason).inc()

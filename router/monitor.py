@@ -10,7 +10,7 @@ import time
 from redis.asyncio import Redis
 
 from router import logformat
-from router.broker import Broker
+from router.amqp import Broker
 from router.metrics import Metrics
 from router.registry import Registry
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from router.broker import Broker
+from router.amqp import Broker
 from router.invoker import Invoker
 from router.metrics import Metrics
 from router.pool import Pool
@@ -53,7 +53,6 @@ class Scaler:
         metrics: Metrics,
         interval_s: float,
         keep_warm_s: float,
-        unconsumed: Callable[[str, int], Awaitable[None]],
         max_environments: int,
     ) -> None:
         self._registry = registry
@@ -63,8 +62,6 @@ class Scaler:
         self._interval_s = interval_s
         self._keep_warm_s = keep_warm_s
         self._growing: set[asyncio.Future[None]] = set()
-        self._unconsumed = unconsumed
-        self._unconsumed_ticks: dict[str, int] = {}
         # Ahead-of-demand starts (min, backlog) stop at this many environments per replica;
         # beyond it environments start only for events actually being run.
         self._max_environments = max_environments
@@ -80,7 +77,7 @@ class Scaler:
     async def tick(self) -> None:
         snapshot = self._registry.snapshot
         for function, spec in snapshot.functions.items():
-            ready = await self._depth(function, spec.concurrency.replica_cap)
+            ready = await self._depth(function)
             if ready is None or spec.isolation != "process":
                 continue
             latest = self._invoker.pool(function, spec)
@@ -108,8 +105,8 @@ class Scaler:
         if stop:
             await pool.shrink(stop, self._keep_warm_s)
 
-    async def _depth(self, function: str, concurrency: int) -> int | None:
-        """The queue's ready count; also where a queue found without consumers is reported."""
+    async def _depth(self, function: str) -> int | None:
+        """The queue's ready count (its consumers are exported beside it)."""
         try:
             state = await self._broker.queue_state(function)
         except Exception as exc:  # the broker may be away; scaling waits for it
@@ -117,16 +114,5 @@ class Scaler:
             return None
         if function not in self._registry.snapshot.functions:
             return None  # deleted while we asked: its gauges are gone and stay gone
-        self._metrics.queue_depth.labels(function).set(state.ready)
-        self._metrics.consumers.labels(function).set(state.consumers)
-        await self._check_consumed(function, state.consumers, concurrency)
+        self._metrics.queue_state(function, state.ready, state.consumers)
         return state.ready
-
-    async def _check_consumed(self, function: str, consumers: int, concurrency: int) -> None:
-        """Restore our consumer when the queue has had none for a second (not just a blip
-        while a new function's consumer is starting)."""
-        ticks = self._unconsumed_ticks.get(function, 0) + 1 if consumers == 0 else 0
-        self._unconsumed_ticks[function] = ticks
-        if ticks * self._interval_s >= 1.0:
-            self._unconsumed_ticks[function] = 0
-            await self._unconsumed(function, concurrency)

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router import schedules
-from router.broker import Broker, BrokerError
+from router.amqp import Broker, BrokerError
 from router.ingress import Ingress
 from router.metrics import Metrics
 from router.names import Names

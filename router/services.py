@@ -9,10 +9,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from router.admin import Admin
-from router.broker import Broker
+from router.amqp import Broker, Consumers
 from router.bundles import Bundles
 from router.connections import Connections, Descriptors
-from router.consumer import Consumers
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
 from router.executors.cells import Cells

@@ -19,7 +19,7 @@ from aiohttp import HttpVersion, web
 from multidict import CIMultiDict
 
 from router import encodings, events, filters, signatures
-from router.broker import BrokerError
+from router.amqp import BrokerError
 from router.executors import Outcome
 from router.guards import error_response
 from router.lambdaapi.gateway import VERIFIER

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from router.acks import STRAGGLER_S, Acks
+from router.amqp.acks import STRAGGLER_S, Acks
 from tests.conftest import AMQP_URL
 
 COUNT = 40

@@ -14,7 +14,7 @@ import aio_pika
 import pytest
 from redis.asyncio import Redis
 
-from router.broker import Broker, BrokerError
+from router.amqp import Broker, BrokerError
 from router.ingress import Ingress
 from router.invocations import InvocationStore
 from router.metrics import Metrics

@@ -20,8 +20,8 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
-from router import publisher
-from router.publisher import Publisher
+from router.amqp import publisher
+from router.amqp.publisher import Publisher
 from tests.conftest import AMQP_URL
 
 HEADERS = {"x-router-invocation-id": "inv-1", "x-router-attempt": 2, "x-router-trigger": None}

@@ -1,5 +1,5 @@
-"""Table tests for the pure parts: settings, event shapes, response mapping, retry decisions,
-AMQP topic matching and the message envelope."""
+"""Table tests for the pure parts: settings, event shapes, response mapping, retry decisions
+and the message envelope (AMQP routing: tests/test_routing.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from router import events, retry
-from router.dispatcher import topic_matches
 from router.envelope import Envelope
 from router.settings import Settings, SettingsError
 from router.specs import RetryPolicy
@@ -218,24 +217,6 @@ POLICY = RetryPolicy(max_attempts=3, max_event_age_s=60)
 )
 def test_retry_decision(status: str, attempt: int, age_s: float, expected: str) -> None:
     assert retry.decide(status, attempt, age_s, POLICY) == expected
-
-
-@pytest.mark.parametrize(
-    ("pattern", "key", "expected"),
-    [
-        ("order.#", "order.eu.created", True),
-        ("order.#", "order", True),
-        ("order.*", "order.eu.created", False),
-        ("order.*.created", "order.eu.created", True),
-        ("#", "", True),
-        ("#.created", "order.eu.created", True),
-        ("*.eu.#", "order.us.created", False),
-        ("a.b", "a.b", True),
-        ("a.b", "a.c", False),
-    ],
-)
-def test_topic_matches(pattern: str, key: str, expected: bool) -> None:
-    assert topic_matches(pattern.split("."), key.split(".")) is expected
 
 
 def test_envelope_round_trip() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from router.broker import BrokerError
+from router.amqp import BrokerError
 from router.executors import Call, Outcome
 from router.invoker import invocation_log
 from router.lambdaapi import errors, shapes

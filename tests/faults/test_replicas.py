@@ -205,7 +205,7 @@ def tally_function(router: Router, function: str) -> None:
 def prefetch(replica: Service, router: Router, function: str) -> int:
     """What a replica can hold unacknowledged for the function: its per-replica cap
     (concurrency.per_replica, else max) times the prefetch multiplier of the replica's settings
-    (router.consumer)."""
+    (router.amqp.consumer)."""
     concurrency = router.http.get(f"/api/v1/functions/{function}").json()["concurrency"]
     settings = Settings.from_env({**os.environ, **replica.env})
     cap = concurrency.get("per_replica") or concurrency["max"]

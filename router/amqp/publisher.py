@@ -6,8 +6,9 @@ accepting an async webhook. Here a publish encodes its frames at once (the metho
 cached per exchange and routing key; headers of plain values are encoded directly), joins the
 turn's batch for its channel, and waits for its own confirm. The batch is handed to the
 connection's writer as one frame set, and its delivery tags and confirm futures are registered
-on the aiormq channel exactly as `basic_publish` registers them. So aiormq still matches acks,
-nacks (multiple or not), returns (`mandatory`) and closes to the right publish.
+on the aiormq channel exactly as `basic_publish` registers them (through router.amqp.aiormq_adapter,
+the one module that touches aiormq's internals). So aiormq still matches acks, nacks (multiple
+or not), returns (`mandatory`) and closes to the right publish.
 
 Nothing else may publish on a channel given to a Publisher: it numbers the deliveries itself.
 """
@@ -17,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiormq import Channel
-from aiormq.abc import ChannelFrame
 from pamqp.encode import field_table
+
+from router.amqp import aiormq_adapter
 
 FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_END = 1, 2, 3, b"\xce"
 BASIC_CLASS, BASIC_PUBLISH = 60, 40
@@ -136,31 +138,10 @@ class Publisher:
                 if not future.done():
                     future.set_exception(ConnectionError(f"{channel!r} is closed"))
             return True
-        payload = b"".join(frames for frames, _, _ in batch)
-        try:
-            channel.write_queue.put_nowait(ChannelFrame(payload=payload, should_close=False))
-        except asyncio.QueueFull:
+        if not aiormq_adapter.write(channel, b"".join(frames for frames, _, _ in batch)):
             return False
-        # RabbitMQ numbers the publishes of a channel in the order it reads them: as written.
-        tag = channel.delivery_tag
-        confirmations, returns = channel.confirmations, channel.message_id_delivery_tag
-        for _, message_id, future in batch:
-            tag += 1
-            confirmations[tag] = future
-            returns[message_id] = tag
-            future.add_done_callback(_forgetter(returns, message_id, tag))
-        channel.delivery_tag = tag
+        aiormq_adapter.register_confirms(channel, ((m, f) for _, m, f in batch))
         return True
-
-
-def _forgetter(
-    returns: dict[str, int], message_id: str, tag: int
-) -> Callable[[asyncio.Future[object]], None]:
-    def forget(_: asyncio.Future[object]) -> None:
-        if returns.get(message_id) == tag:
-            del returns[message_id]
-
-    return forget
 
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:
