@@ -568,3 +568,12 @@ class Metrics:
             return generate_latest(self.registry)
         self.share()  # this worker's own counts, current
         return generate_latest(self._merged)
+
+    # http side
+    def async_accepted(self, function: str) -> None:
+        """An event queued for the function (RabbitMQ confirmed it)."""
+        self.child(self.async_received, function).inc()
+
+    def event_filtered(self, function: str, trigger: str) -> None:
+        """An event the trigger's filter turned away before it reached the function."""
+        self.child(self.filtered, function, trigger).inc()
