@@ -134,7 +134,7 @@ def build_services(settings: Settings) -> Services:
         consumers.restore,
         settings.max_environments,
     )
-    lifecycle = Lifecycle()
+    state = Lifecycle()
     return Services(
         settings=settings,
         names=names,
@@ -160,8 +160,8 @@ def build_services(settings: Settings) -> Services:
         bundles=bundles,
         cells=cells,
         leases=leases,
-        lifecycle=lifecycle,
-        readiness=Readiness(lifecycle, redis, broker, registry),
+        lifecycle=state,
+        readiness=Readiness(state, redis, broker, registry),
     )
 
 
@@ -192,14 +192,14 @@ async def drain(svc: Services) -> None:
     """Let running invocations finish within the grace period; the rest return to the queue
     when the consumers' channels close. The shutdown and the lifecycle both call it: the
     second call waits for the first."""
-    lifecycle = svc.lifecycle
-    if lifecycle.drained is None:
-        lifecycle.draining = True
-        if lifecycle.stopping is None:
-            lifecycle.stopping = Deadline(svc.settings.shutdown_grace_s + MARGIN_S)
-        grace_s = lifecycle.stopping.left(keep_s=MARGIN_S)
-        lifecycle.drained = asyncio.ensure_future(_drain(svc, grace_s))
-    await lifecycle.drained
+    state = svc.lifecycle
+    if state.drained is None:
+        state.draining = True
+        if state.stopping is None:
+            state.stopping = Deadline(svc.settings.shutdown_grace_s + MARGIN_S)
+        grace_s = state.stopping.left(keep_s=MARGIN_S)
+        state.drained = asyncio.ensure_future(_drain(svc, grace_s))
+    await state.drained
 
 
 async def _drain(svc: Services, grace_s: float) -> None:
