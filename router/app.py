@@ -18,43 +18,34 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from router import (
-    api,
-    console,
-    declare,
-    lambdaapi,
-    loader,
-    openapi,
-    tokens,
-    versioning,
-    webhooks,
-)
-from router.admin import Admin
+from router import declare, loader, routes, tokens
 from router.amqp import Broker, Consumers
 from router.background import Background, Loop
 from router.bundles import Bundles, default_directory
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
+from router.enqueue import Enqueuer
 from router.executors.cells import Cells
 from router.executors.launcher import Launcher
 from router.executors.local import LocalExecutor
-from router.guards import guarded, json_refusals
+from router.guards import json_refusals
 from router.idempotency import Idempotency
-from router.ingress import Ingress
+from router.invocation import InvocationService
 from router.invocations import InvocationStore
 from router.invoker import Invoker
 from router.leases import Leases
+from router.lifecycle import Lifecycle, Readiness
 from router.logstore import LogStore
-from router.metrics import CONTENT_TYPE, Metrics, shared_directory
+from router.metrics import Metrics, shared_directory
 from router.monitor import Monitor
 from router.names import Names
 from router.ratelimit import RateLimiter
+from router.registration import Registration
 from router.registry import Registry, RegistryStore, Snapshot
 from router.replays import Replays
-from router.responses import json_response
 from router.scaler import Scaler
 from router.scheduler import Scheduler, ledger
-from router.services import SERVICES, Services, services
+from router.services import SERVICES, Services
 from router.settings import Settings
 from router.shutdown import MARGIN_S, Deadline, bounded
 from router.usage import Usage
@@ -74,21 +65,13 @@ def create_app(settings: Settings) -> web.Application:
             path,
             path,
         )
-    # Bodies stay as sent: signatures are checked over those bytes, then router.responses
+    # Bodies stay as sent: signatures are checked over those bytes, then router.bodies
     # decodes them, bounded by the body limit.
     app = web.Application(
         client_max_size=settings.max_body_bytes, handler_args={"auto_decompress": False}
     )
-    app[SERVICES] = build_services(settings)
-    own = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
-    own += console.routes()  # the web console's files: they hold no data, so no token
-    admin = [
-        web.get(f"{api.PREFIX}/openapi.json", openapi.document),
-        *api.routes(),
-        *versioning.routes(),
-    ]
-    app.add_routes([*guarded(own), *guarded(admin, admin=True), *webhooks.routes()])
-    lambdaapi.setup(app, settings)  # the Lambda API (2015-03-31), SigV4-authenticated
+    svc = app[SERVICES] = build_services(settings)
+    app.add_routes(routes.routes(svc))
     app.on_response_prepare.append(json_refusals)
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(stop_taking_events)
@@ -120,6 +103,7 @@ def build_services(settings: Settings) -> Services:
     )
     cells = Cells(settings.namespace)
     invocations = InvocationStore(redis, names, settings.invocation_ttl_s)
+    enqueuer = Enqueuer(broker, invocations, metrics)
     leases = Leases(redis, names, metrics)
     invoker = Invoker(
         LocalExecutor(settings.thread_workers),
@@ -148,6 +132,7 @@ def build_services(settings: Settings) -> Services:
         settings.keep_warm_s,
         settings.max_environments,
     )
+    state = Lifecycle()
     return Services(
         settings=settings,
         names=names,
@@ -157,9 +142,10 @@ def build_services(settings: Settings) -> Services:
         broker=broker,
         invoker=invoker,
         store=invocations,
-        ingress=Ingress(broker, invocations, metrics),
+        enqueuer=enqueuer,
+        invocations=InvocationService(invoker, enqueuer),
         consumers=consumers,
-        admin=Admin(
+        registration=Registration(
             registry, broker, settings.handlers, ledger(redis, names, settings.publish_timeout_s)
         ),
         scaler=scaler,
@@ -172,6 +158,8 @@ def build_services(settings: Settings) -> Services:
         bundles=bundles,
         cells=cells,
         leases=leases,
+        lifecycle=state,
+        readiness=Readiness(state, redis, broker, registry),
     )
 
 
@@ -190,7 +178,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
 async def stop_taking_events(app: web.Application) -> None:
     """First step of a graceful shutdown (SIGTERM): webhooks answer 503, consumers stop."""
     svc = app[SERVICES]
-    svc.draining = True
+    svc.lifecycle.draining = True
     log.info(
         "shutting down: no new events; %.0f s for running invocations to finish",
         svc.settings.shutdown_grace_s,
@@ -202,13 +190,14 @@ async def drain(svc: Services) -> None:
     """Let running invocations finish within the grace period; the rest return to the queue
     when the consumers' channels close. The shutdown and the lifecycle both call it: the
     second call waits for the first."""
-    if svc.drained is None:
-        svc.draining = True
-        if svc.stopping is None:
-            svc.stopping = Deadline(svc.settings.shutdown_grace_s + MARGIN_S)
-        grace_s = svc.stopping.left(keep_s=MARGIN_S)
-        svc.drained = asyncio.ensure_future(_drain(svc, grace_s))
-    await svc.drained
+    state = svc.lifecycle
+    if state.drained is None:
+        state.draining = True
+        if state.stopping is None:
+            state.stopping = Deadline(svc.settings.shutdown_grace_s + MARGIN_S)
+        grace_s = state.stopping.left(keep_s=MARGIN_S)
+        state.drained = asyncio.ensure_future(_drain(svc, grace_s))
+    await state.drained
 
 
 async def _drain(svc: Services, grace_s: float) -> None:
@@ -222,7 +211,7 @@ async def close(svc: Services, tasks: list[asyncio.Task[None]]) -> None:
     """After the drain: write out what was written behind, stop consuming and the
     environments, then close the connections. Each step is waited for until the shutdown's
     deadline at most (`bounded`), so a library that swallows a cancellation cannot hang it."""
-    stopping = svc.stopping or Deadline(MARGIN_S)
+    stopping = svc.lifecycle.stopping or Deadline(MARGIN_S)
     first_s = stopping.left(keep_s=CLOSING_S)
     await asyncio.gather(
         bounded("writing usage", svc.usage.flush(), first_s),
@@ -270,11 +259,10 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
         ("consumers", lambda: svc.consumers.reconcile(svc.registry.snapshot)),
     ]
     for what, step in steps:
-        if svc.draining:
+        if svc.lifecycle.draining:
             return
         await _retry(what, step)
-    svc.started = True
-    svc.started_event.set()
+    svc.lifecycle.start()
     # What is loaded by now lives as long as the process. Frozen, it is left out of garbage
     # collections: a full one under load took 40 ms (a 40 ms stall) over these ~70k objects
     # and takes about 1 ms without them.
@@ -287,7 +275,7 @@ async def start(svc: Services, declared: list[declare.Declared]) -> None:
     )
     monitor = Monitor(svc.registry, svc.broker, svc.redis, svc.metrics)
     ticks = ledger(svc.redis, svc.names, svc.settings.publish_timeout_s)
-    scheduler = Scheduler(svc.registry, ticks, svc.ingress, svc.broker, svc.metrics, svc.names)
+    scheduler = Scheduler(svc.registry, ticks, svc.enqueuer, svc.broker, svc.metrics, svc.names)
     svc.registry.on_change(scheduler.changed)
     loops: dict[str, Loop] = {
         "registry watch": svc.registry.watch,
@@ -316,9 +304,9 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[object]]) -> None:
 
 async def register(svc: Services, declared: list[declare.Declared]) -> None:
     for item in declared:
-        await svc.admin.put_function(item.name, item.spec)
+        await svc.registration.put_function(item.name, item.spec)
         for name, trigger in item.triggers.items():
-            await svc.admin.put_trigger(name, trigger)
+            await svc.registration.put_trigger(name, trigger)
 
 
 def _forgetting(metrics: Metrics) -> Callable[[Snapshot], Awaitable[None]]:
@@ -334,22 +322,3 @@ def _forgetting(metrics: Metrics) -> Callable[[Snapshot], Awaitable[None]]:
         known.update(snapshot.functions)
 
     return forget
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    svc = services(request)
-    ready, problems = await svc.readiness()
-    if not ready:
-        return json_response({"status": "unavailable", "reasons": problems}, status=503)
-    status = "degraded" if problems else "ready"
-    version = svc.registry.snapshot.version
-    return json_response({"status": status, "reasons": problems, "version": version})
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = services(request).metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

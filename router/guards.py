@@ -19,24 +19,28 @@ from typing import Any
 from aiohttp import hdrs, web
 from redis.exceptions import RedisError
 
+from router.jsonhttp import HttpError, json_error
 from router.registry import RegistryError
-from router.responses import HttpError, json_error
-from router.services import services
 
 log = logging.getLogger("router")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def guarded(routes: Iterable[web.RouteDef], *, admin: bool = False) -> list[web.RouteDef]:
-    """The routes with their handlers wrapped: errors as JSON, and the token check for `admin`."""
-    return [web.RouteDef(r.method, r.path, _guard(r.handler, admin), r.kwargs) for r in routes]
+def guarded(
+    routes: Iterable[web.RouteDef], *, admin_token: str | None = None
+) -> list[web.RouteDef]:
+    """The routes with their handlers wrapped: errors as JSON, and, given the admin token, the
+    check that each call bears it."""
+    return [
+        web.RouteDef(r.method, r.path, _guard(r.handler, admin_token), r.kwargs) for r in routes
+    ]
 
 
-def _guard(handler: Handler, admin: bool) -> Handler:
+def _guard(handler: Handler, admin_token: str | None) -> Handler:
     @functools.wraps(handler)
     async def run(request: web.Request) -> web.StreamResponse:
         try:
-            refused = _refused(request) if admin else None
+            refused = _refused(request, admin_token) if admin_token is not None else None
             return refused if refused is not None else await handler(request)
         except Exception as exc:
             return error_response(request, exc)
@@ -82,11 +86,10 @@ def _refusal(status: int, reason: str, allow: str | None) -> web.Response:
     return json_error(status, reason, headers={"Allow": allow} if allow is not None else None)
 
 
-def _refused(request: web.Request) -> web.Response | None:
+def _refused(request: web.Request, token: str) -> web.Response | None:
     """The admin API's answer to a caller without the token; None lets the call through.
     There is always a token (configured or generated): where a caller connects from is no
     credential."""
-    token = services(request).settings.admin_token
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     valid = bool(token) and hmac.compare_digest(given.encode(), token.encode())
     if scheme.lower() != "bearer" or not valid:

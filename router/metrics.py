@@ -671,3 +671,8 @@ class Metrics:
     def dropped(self, function: str, reason: str) -> None:
         """An async event dropped unrun (expired, oversize, unverified, malformed)."""
         self.child(self.async_dropped, function, reason).inc()
+
+    # http side
+    def async_accepted(self, function: str) -> None:
+        """An event queued for the function (RabbitMQ confirmed it)."""
+        self.child(self.async_received, function).inc()

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import TypeAdapter
 
 from router.invocations import Invocation
-from router.responses import json_response
+from router.jsonhttp import json_response
 from router.specs import (
     ALIAS_PATTERN,
     NAME_PATTERN,

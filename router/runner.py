@@ -146,7 +146,7 @@ async def _serve(
     cap = settings.max_connections or connections.default_cap(limit)
     assert runner.server is not None
     http = HttpServer(runner.server, connections.Connections(cap, svc.metrics), settings)
-    svc.connections = http.connections
+    svc.readiness.connections = http.connections
     if supervised is not None and supervised.when_ready:
         await _started(svc, stop)
     if not stop.requested:
@@ -163,7 +163,10 @@ async def _serve(
 async def _started(svc: Services, stop: Stop) -> None:
     """Until the router has reached Redis and RabbitMQ and loaded the registry (or is told to
     stop): a worker started in place of a dead one joins its serving siblings only then."""
-    waiters = [asyncio.ensure_future(svc.started_event.wait()), asyncio.ensure_future(stop.wait())]
+    waiters = [
+        asyncio.ensure_future(svc.lifecycle.started_event.wait()),
+        asyncio.ensure_future(stop.wait()),
+    ]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
@@ -173,7 +176,7 @@ async def shut_down(runner: web.AppRunner, http: HttpServer, svc: Services) -> N
     """aiohttp's graceful shutdown, with its steps bounded by one deadline and requests in
     flight waited for together with running invocations (each gets the grace, not one after
     the other)."""
-    stopping = svc.stopping = Deadline(svc.settings.shutdown_grace_s + MARGIN_S)
+    stopping = svc.lifecycle.stopping = Deadline(svc.settings.shutdown_grace_s + MARGIN_S)
     server = runner.server
     assert server is not None
     http.stop_listening()

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from router import schedules
 from router.amqp import Broker, BrokerError
-from router.ingress import Ingress
+from router.enqueue import Enqueuer
 from router.metrics import Metrics
 from router.names import Names
 from router.registry import Registry, Snapshot
@@ -68,7 +68,7 @@ class Scheduler:
         self,
         registry: Registry,
         ticks: TickLedger,
-        ingress: Ingress,
+        ingress: Enqueuer,
         broker: Broker,
         metrics: Metrics,
         names: Names,

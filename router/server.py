@@ -31,8 +31,8 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from router.connections import Connections
+from router.jsonhttp import json_error
 from router.logformat import AccessLog
-from router.responses import json_error
 from router.settings import Settings
 
 log = logging.getLogger("router.server")

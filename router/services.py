@@ -1,33 +1,33 @@
-"""The parts of a running router, built once by `create_app` and shared by the HTTP handlers."""
+"""The parts of a running router, built once by `build_services`: the lifecycle and the
+background loops work with them, and `create_app` hands each HTTP route only the parts it uses."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from redis.asyncio import Redis
 
-from router.admin import Admin
 from router.amqp import Broker, Consumers
 from router.bundles import Bundles
-from router.connections import Connections, Descriptors
 from router.dispatcher import Dispatcher
 from router.dlq import DeadLetters
+from router.enqueue import Enqueuer
 from router.executors.cells import Cells
-from router.ingress import Ingress
+from router.invocation import InvocationService
 from router.invocations import InvocationStore
 from router.invoker import Invoker
 from router.leases import Leases
+from router.lifecycle import Lifecycle, Readiness
 from router.logstore import LogStore
 from router.metrics import Metrics
 from router.names import Names
 from router.ratelimit import RateLimiter
+from router.registration import Registration
 from router.registry import Registry
 from router.replays import Replays
 from router.scaler import Scaler
 from router.settings import Settings
-from router.shutdown import Deadline
 from router.usage import Usage
 
 
@@ -41,9 +41,10 @@ class Services:
     broker: Broker
     invoker: Invoker
     store: InvocationStore
-    ingress: Ingress
+    enqueuer: Enqueuer
+    invocations: InvocationService
     consumers: Consumers
-    admin: Admin
+    registration: Registration
     scaler: Scaler
     dead_letters: DeadLetters
     dispatcher: Dispatcher
@@ -54,37 +55,8 @@ class Services:
     bundles: Bundles
     cells: Cells
     leases: Leases
-
-    started: bool = False  # Redis, RabbitMQ and the registry were all reached once
-    started_event: asyncio.Event = field(default_factory=asyncio.Event)  # set with `started`
-    draining: bool = False  # shutting down: no new events
-    stopping: Deadline | None = None  # set when a shutdown begins: all of it ends by then
-    drained: asyncio.Future[None] | None = None  # the drain, once begun
-    connections: Connections | None = None  # HTTP connections, once the server listens
-    descriptors: Descriptors = field(default_factory=Descriptors)
-
-    async def readiness(self) -> tuple[bool, list[str]]:
-        """Whether this replica serves, and what is wrong. Once started it keeps serving from
-        its in-memory registry while Redis or RabbitMQ is away: degraded, not down."""
-        problems = []
-        try:
-            await asyncio.wait_for(self.redis.ping(), 1.0)
-        except Exception as exc:
-            problems.append(f"redis unreachable: {exc!r}")
-        if not self.broker.connected:
-            problems.append("rabbitmq unreachable")
-        if not self.registry.loaded:
-            problems.append("registry not loaded")
-        if self.draining:
-            problems.append("shutting down")
-        problems += self.descriptors.problems()
-        if self.connections is not None:
-            problems += self.connections.problems()
-        return self.started and not self.draining, problems
+    lifecycle: Lifecycle  # where the router is in its life: state, apart from the parts
+    readiness: Readiness  # whether it serves, from that state and the parts it depends on
 
 
 SERVICES = web.AppKey("services", Services)
-
-
-def services(request: web.Request) -> Services:
-    return request.app[SERVICES]

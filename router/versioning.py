@@ -10,9 +10,11 @@ import orjson
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from router.api import _validated
-from router.responses import HttpError, json_response, read_limited
-from router.services import services
+from router.api import validated
+from router.bodies import read_limited
+from router.jsonhttp import HttpError, json_response
+from router.registration import Registration
+from router.registry import RegistryStore
 from router.specs import ALIAS_PATTERN, AliasSpec, FunctionSpec, valid_name
 
 PREFIX = "/api/v1"
@@ -80,84 +82,81 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return document
 
 
-async def publish(request: web.Request) -> web.Response:
-    """`$LATEST` as the next version (201), or the last version when nothing changed (200)."""
-    name = _function(request)
-    document = await _body(request)
-    description = document.get("description")
-    if set(document) - {"description"} or not isinstance(description, str | None):
-        raise HttpError(400, 'give {"description": "..."} or nothing', field="description")
-    number, spec, created = await services(request).admin.publish_version(name, description)
-    return json_response(version_view(name, number, spec), status=201 if created else 200)
+class VersionRoutes:
+    def __init__(self, store: RegistryStore, registration: Registration) -> None:
+        self._store = store
+        self._registration = registration
 
+    async def publish(self, request: web.Request) -> web.Response:
+        """`$LATEST` as the next version (201), or the last version when nothing changed (200)."""
+        name = _function(request)
+        document = await _body(request)
+        description = document.get("description")
+        if set(document) - {"description"} or not isinstance(description, str | None):
+            raise HttpError(400, 'give {"description": "..."} or nothing', field="description")
+        number, spec, created = await self._registration.publish_version(name, description)
+        return json_response(version_view(name, number, spec), status=201 if created else 200)
 
-async def list_versions(request: web.Request) -> web.Response:
-    name = _function(request)
-    snapshot = await services(request).registry.store.load()
-    if name not in snapshot.functions:
-        raise HttpError(404, f"function {name!r} does not exist")
-    published = sorted(snapshot.versions.get(name, {}).items(), key=lambda item: int(item[0]))
-    return json_response({"versions": [version_view(name, n, s) for n, s in published]})
+    async def list_versions(self, request: web.Request) -> web.Response:
+        name = _function(request)
+        snapshot = await self._store.load()
+        if name not in snapshot.functions:
+            raise HttpError(404, f"function {name!r} does not exist")
+        published = sorted(snapshot.versions.get(name, {}).items(), key=lambda item: int(item[0]))
+        return json_response({"versions": [version_view(name, n, s) for n, s in published]})
 
+    async def get_version(self, request: web.Request) -> web.Response:
+        name, number = _function(request), _number(request)
+        snapshot = await self._store.load()
+        spec = snapshot.versions.get(name, {}).get(number)
+        if spec is None:
+            raise HttpError(404, f"function {name!r} has no version {number}")
+        return json_response(version_view(name, number, spec))
 
-async def get_version(request: web.Request) -> web.Response:
-    name, number = _function(request), _number(request)
-    snapshot = await services(request).registry.store.load()
-    spec = snapshot.versions.get(name, {}).get(number)
-    if spec is None:
-        raise HttpError(404, f"function {name!r} has no version {number}")
-    return json_response(version_view(name, number, spec))
+    async def delete_version(self, request: web.Request) -> web.Response:
+        await self._registration.delete_version(_function(request), _number(request))
+        return web.Response(status=204)
 
+    async def list_aliases(self, request: web.Request) -> web.Response:
+        name = _function(request)
+        snapshot = await self._store.load()
+        if name not in snapshot.functions:
+            raise HttpError(404, f"function {name!r} does not exist")
+        aliases = sorted(snapshot.aliases.get(name, {}).items())
+        return json_response({"aliases": [alias_view(name, a, s) for a, s in aliases]})
 
-async def delete_version(request: web.Request) -> web.Response:
-    await services(request).admin.delete_version(_function(request), _number(request))
-    return web.Response(status=204)
+    async def get_alias(self, request: web.Request) -> web.Response:
+        name, alias = _function(request), _alias(request)
+        snapshot = await self._store.load()
+        spec = snapshot.aliases.get(name, {}).get(alias)
+        if spec is None:
+            raise HttpError(404, f"function {name!r} has no alias {alias!r}")
+        return json_response(alias_view(name, alias, spec))
 
+    async def put_alias(self, request: web.Request) -> web.Response:
+        """Create or replace; what GET answers may be sent back (its `function` and `revision`
+        are ignored)."""
+        name, alias = _function(request), _alias(request)
+        document = {
+            k: v for k, v in (await _body(request)).items() if k not in ("function", "revision")
+        }
+        spec: AliasSpec = validated(ALIAS, document)
+        stored, created = await self._registration.put_alias(name, alias, spec)
+        return json_response(alias_view(name, alias, stored), status=201 if created else 200)
 
-async def list_aliases(request: web.Request) -> web.Response:
-    name = _function(request)
-    snapshot = await services(request).registry.store.load()
-    if name not in snapshot.functions:
-        raise HttpError(404, f"function {name!r} does not exist")
-    aliases = sorted(snapshot.aliases.get(name, {}).items())
-    return json_response({"aliases": [alias_view(name, a, s) for a, s in aliases]})
+    async def delete_alias(self, request: web.Request) -> web.Response:
+        await self._registration.delete_alias(_function(request), _alias(request))
+        return web.Response(status=204)
 
-
-async def get_alias(request: web.Request) -> web.Response:
-    name, alias = _function(request), _alias(request)
-    snapshot = await services(request).registry.store.load()
-    spec = snapshot.aliases.get(name, {}).get(alias)
-    if spec is None:
-        raise HttpError(404, f"function {name!r} has no alias {alias!r}")
-    return json_response(alias_view(name, alias, spec))
-
-
-async def put_alias(request: web.Request) -> web.Response:
-    """Create or replace; what GET answers may be sent back (its `function` and `revision`
-    are ignored)."""
-    name, alias = _function(request), _alias(request)
-    document = {
-        k: v for k, v in (await _body(request)).items() if k not in ("function", "revision")
-    }
-    spec: AliasSpec = _validated(ALIAS, document)
-    stored, created = await services(request).admin.put_alias(name, alias, spec)
-    return json_response(alias_view(name, alias, stored), status=201 if created else 200)
-
-
-async def delete_alias(request: web.Request) -> web.Response:
-    await services(request).admin.delete_alias(_function(request), _alias(request))
-    return web.Response(status=204)
-
-
-def routes() -> list[web.RouteDef]:
-    function = f"{PREFIX}/functions/{{name}}"
-    return [
-        web.get(f"{function}/versions", list_versions),
-        web.post(f"{function}/versions", publish),
-        web.get(f"{function}/versions/{{version}}", get_version),
-        web.delete(f"{function}/versions/{{version}}", delete_version),
-        web.get(f"{function}/aliases", list_aliases),
-        web.get(f"{function}/aliases/{{alias}}", get_alias),
-        web.put(f"{function}/aliases/{{alias}}", put_alias),
-        web.delete(f"{function}/aliases/{{alias}}", delete_alias),
-    ]
+    def routes(self) -> list[web.RouteDef]:
+        function = f"{PREFIX}/functions/{{name}}"
+        return [
+            web.get(f"{function}/versions", self.list_versions),
+            web.post(f"{function}/versions", self.publish),
+            web.get(f"{function}/versions/{{version}}", self.get_version),
+            web.delete(f"{function}/versions/{{version}}", self.delete_version),
+            web.get(f"{function}/aliases", self.list_aliases),
+            web.get(f"{function}/aliases/{{alias}}", self.get_alias),
+            web.put(f"{function}/aliases/{{alias}}", self.put_alias),
+            web.delete(f"{function}/aliases/{{alias}}", self.delete_alias),
+        ]

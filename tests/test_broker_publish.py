@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from router.amqp import Broker, BrokerError
-from router.ingress import Ingress
+from router.enqueue import Enqueuer
 from router.invocations import InvocationStore
 from router.metrics import Metrics
 from router.names import Names
@@ -133,7 +133,7 @@ def test_publishing_while_disconnected_is_a_broker_error() -> None:
 def test_an_accepted_event_has_its_queued_record() -> None:
     async def test(broker: Broker, names: Names) -> None:
         async with store(names) as invocations:
-            ingress = Ingress(broker, invocations, Metrics())
+            ingress = Enqueuer(broker, invocations, Metrics())
             invocation_id = await ingress.enqueue("fn", "3", {"n": 1}, "event-1", "hook")
             record = await invocations.get(invocation_id)
             assert record is not None
@@ -153,7 +153,7 @@ def test_an_accepted_event_has_its_queued_record() -> None:
 def test_a_refused_event_leaves_no_record() -> None:
     async def test(broker: Broker, names: Names) -> None:
         async with store(names) as invocations:
-            ingress = Ingress(broker, invocations, Metrics())
+            ingress = Enqueuer(broker, invocations, Metrics())
             with pytest.raises(BrokerError):
                 await ingress.enqueue("no-such-function", "1", {}, None, None, invocation_id="x-1")
             await invocations.flush()

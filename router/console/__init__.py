@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from router.responses import json_error
+from router.jsonhttp import json_error
 
 DIRECTORY = Path(__file__).resolve().parent
 TYPES = {

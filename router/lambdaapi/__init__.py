@@ -5,13 +5,14 @@ so what is made here is what the admin API, the CLI and every trigger see."""
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from router.events import new_id
 from router.lambdaapi import errors, functions, invoke, operations, urls, versions
-from router.lambdaapi.gateway import MAX_BODY, VERIFIER, LambdaRequest, Operation, operation
-from router.settings import Settings
-from router.sigv4 import AuthError, Credentials, Message, Verifier
+from router.lambdaapi.gateway import MAX_BODY, Backend, LambdaRequest, Operation, operation
+from router.sigv4 import AuthError, Message
 
 FUNCTION = "/2015-03-31/functions/{function}"
 # (method, path, operation name, implementation, largest body)
@@ -50,30 +51,26 @@ OPERATIONS: tuple[tuple[str, str, str, Operation, int], ...] = (
 IMPLEMENTED = tuple(name for _, _, name, _, _ in OPERATIONS)
 
 
-def setup(app: web.Application, settings: Settings) -> None:
-    """Serve the Lambda API on the app: its routes, and the verifier of its signatures."""
-    app[VERIFIER] = Verifier(Credentials.parse(settings.aws_credentials))
-    app.add_routes(routes())
-
-
-def routes() -> list[web.RouteDef]:
+def routes(backend: Backend) -> list[web.RouteDef]:
     served = [
-        web.route(method, path, operation(name, run, limit or MAX_BODY))
+        web.route(method, path, operation(backend, name, run, limit or MAX_BODY))
         for method, path, name, run, limit in OPERATIONS
     ]
     # ListFunctions is `/functions/` to the SDKs; the path without the slash is the same list.
     served.append(web.get("/2015-03-31/functions", served[1].handler))
-    served.append(web.get("/lambda/code/{digest:[0-9a-f]+}", functions.download_code))
+    code = functools.partial(functions.download_code, backend)
+    served.append(web.get("/lambda/code/{digest:[0-9a-f]+}", code))
     # Anything else under a dated prefix is an operation the router does not implement: it is
     # answered by name, after the same authentication, never with a bare 404.
-    served.append(web.route("*", "/{date:[0-9]+-[0-9]+-[0-9]+}/{rest:.*}", unknown_operation))
+    unknown = functools.partial(unknown_operation, backend)
+    served.append(web.route("*", "/{date:[0-9]+-[0-9]+-[0-9]+}/{rest:.*}", unknown))
     return served
 
 
-async def unknown_operation(request: web.Request) -> web.StreamResponse:
+async def unknown_operation(backend: Backend, request: web.Request) -> web.StreamResponse:
     request_id = new_id()
     try:
-        request.app[VERIFIER].claimed(
+        backend.verifier.claimed(
             Message.of(request.method, request.raw_path, request.headers.items())
         )
     except AuthError as exc:
@@ -91,4 +88,4 @@ async def unknown_operation(request: web.Request) -> web.StreamResponse:
     return errors.response(errors.LambdaError(status, error_type, message), request_id)
 
 
-__all__ = ["LambdaRequest", "routes", "setup"]
+__all__ = ["Backend", "LambdaRequest", "routes"]

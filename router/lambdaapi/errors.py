@@ -11,9 +11,9 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from router.admin import Unavailable
+from router.jsonhttp import HttpError
+from router.registration import Unavailable
 from router.registry import Conflict, NotFound, PreconditionFailed, RegistryError
-from router.responses import HttpError
 from router.sigv4 import AuthError
 from router.slots import Throttled
 

@@ -16,9 +16,8 @@ from pydantic import ValidationError
 from router.archive import MAX_ZIPPED, ArchiveError
 from router.bundles import Bundle
 from router.lambdaapi import errors, shapes, urls
-from router.lambdaapi.gateway import VERIFIER, LambdaRequest, answer
+from router.lambdaapi.gateway import Backend, LambdaRequest, answer
 from router.registry import PreconditionFailed, Snapshot, Target
-from router.services import services
 from router.sigv4 import EMPTY_SHA256, AuthError, Message
 from router.specs import LATEST, FunctionSpec
 
@@ -59,15 +58,15 @@ async def create_function(call: LambdaRequest) -> web.StreamResponse:
     bundle = await _bundle(code)
     fields = {**_fields(document), "code": {"sha256": bundle.sha256, "size": len(bundle.data)}}
     spec = validated(fields)
-    stored, _ = await call.svc.admin.put_function(name, spec, bundle, expect=0)
+    stored, _ = await call.backend.registration.put_function(name, spec, bundle, expect=0)
     version = LATEST
     if document.get("Publish") is True:
-        version, stored, _ = await call.svc.admin.publish_version(name)
+        version, stored, _ = await call.backend.registration.publish_version(name)
     return answer(shapes.configuration(name, version, stored), status=201)
 
 
 async def get_function(call: LambdaRequest) -> web.StreamResponse:
-    snapshot = await call.svc.registry.store.load()
+    snapshot = await call.backend.registry.store.load()
     target = found(snapshot, *call.target())
     code: dict[str, Any] = {"RepositoryType": "S3"}
     if target.spec.code is not None:
@@ -83,14 +82,14 @@ async def get_function(call: LambdaRequest) -> web.StreamResponse:
 
 
 async def get_configuration(call: LambdaRequest) -> web.StreamResponse:
-    snapshot = await call.svc.registry.store.load()
+    snapshot = await call.backend.registry.store.load()
     target = found(snapshot, *call.target())
     return answer(shapes.configuration(target.function, target.version, target.spec))
 
 
 async def list_functions(call: LambdaRequest) -> web.StreamResponse:
     """`$LATEST` of every function; with FunctionVersion=ALL, every published version too."""
-    snapshot = await call.svc.registry.store.load()
+    snapshot = await call.backend.registry.store.load()
     every = call.query.get("FunctionVersion")
     if every not in (None, "ALL"):
         raise errors.invalid(f"FunctionVersion must be ALL, got {every!r}")
@@ -140,7 +139,7 @@ async def _update(
     )
     version = LATEST
     if document.get("Publish") is True:
-        version, stored, _ = await call.svc.admin.publish_version(name)
+        version, stored, _ = await call.backend.registration.publish_version(name)
     return answer(shapes.configuration(name, version, stored))
 
 
@@ -154,7 +153,7 @@ async def rewrite(
     dry_run: bool = False,
 ) -> FunctionSpec:
     for attempt in range(TRIES):
-        current = await call.svc.registry.store.get_function(name)
+        current = await call.backend.registry.store.get_function(name)
         if revision is not None and revision != shapes.revision_id(name, LATEST, current):
             raise PreconditionFailed(f"RevisionId {revision} is not $LATEST's current one")
         fields = current.model_dump(exclude={"version", "updated_at", "source_sha256"})
@@ -162,7 +161,7 @@ async def rewrite(
         if dry_run:
             return spec.model_copy(update={"version": current.version})
         try:
-            stored, _ = await call.svc.admin.put_function(
+            stored, _ = await call.backend.registration.put_function(
                 name, spec, bundle, expect=current.version
             )
             return stored
@@ -175,21 +174,21 @@ async def rewrite(
 async def delete_function(call: LambdaRequest) -> web.StreamResponse:
     """The whole function (with its versions, aliases and function URLs), or one version."""
     name, qualifier = call.target()
-    svc = call.svc
+    backend = call.backend
     if qualifier is None:
-        snapshot = await svc.registry.store.load()
+        snapshot = await backend.registry.store.load()
         if name not in snapshot.functions:
             raise errors.not_found(f"Function not found: {shapes.arn(name)}")
-        own = await urls.triggers_of(svc, name)
+        own = await urls.triggers_of(backend, name)
         others = [t for t in snapshot.users_of(name) if t not in own]
         if others:
             raise errors.conflict(
                 f"function {name!r} is used by triggers: {', '.join(others)}; delete them first"
             )
-        await urls.delete_all(svc, name)
-        await svc.admin.delete_function(name)
+        await urls.delete_all(backend, name)
+        await backend.registration.delete_function(name)
     elif qualifier.isdigit():
-        await svc.admin.delete_version(name, qualifier)
+        await backend.registration.delete_version(name, qualifier)
     else:
         raise errors.invalid(
             f"Qualifier {qualifier!r}: DeleteFunction deletes a published version (a number) or, "
@@ -198,9 +197,9 @@ async def delete_function(call: LambdaRequest) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-async def download_code(request: web.Request) -> web.StreamResponse:
+async def download_code(backend: Backend, request: web.Request) -> web.StreamResponse:
     """The zip behind a Code.Location URL: presigned, so it needs no other credentials."""
-    verifier = request.app[VERIFIER]
+    verifier = backend.verifier
     message = Message.of(request.method, request.raw_path, request.headers.items())
     try:
         claim = verifier.claimed(message)
@@ -209,9 +208,8 @@ async def download_code(request: web.Request) -> web.StreamResponse:
         verifier.verify(claim, message, EMPTY_SHA256)
     except AuthError as exc:
         return errors.response(errors.LambdaError(403, exc.error_type, str(exc)), "")
-    svc = services(request)
     digest = request.match_info["digest"]
-    data = await svc.redis.get(svc.names.code(digest))
+    data = await backend.redis.get(backend.names.code(digest))
     if data is None:
         return errors.response(errors.not_found("no such code bundle (any more)"), "")
     return web.Response(body=data, content_type="application/zip")
@@ -220,7 +218,7 @@ async def download_code(request: web.Request) -> web.StreamResponse:
 def code_location(call: LambdaRequest, sha256: str) -> str:
     request = call.request
     path = f"/lambda/code/{base64.b64decode(sha256).hex()}"
-    query = request.app[VERIFIER].presign(call.access_key, request.host, path, CODE_URL_EXPIRES_S)
+    query = call.backend.verifier.presign(call.access_key, request.host, path, CODE_URL_EXPIRES_S)
     return f"{request.scheme}://{request.host}{path}?{query}"
 
 

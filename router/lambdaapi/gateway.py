@@ -11,15 +11,30 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from redis.asyncio import Redis
 
+from router.bodies import BodyTooLarge, read_limited
 from router.events import new_id
+from router.invocation import InvocationService
 from router.lambdaapi import errors, shapes
-from router.responses import BodyTooLarge, read_limited
-from router.services import Services, services
+from router.names import Names
+from router.registration import Registration
+from router.registry import Registry
 from router.sigv4 import Message, Verifier
 
-VERIFIER = web.AppKey("lambda-verifier", Verifier)
 MAX_BODY = 1024 * 1024  # what an operation without code or a payload takes
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The parts of the router the Lambda API's operations work with."""
+
+    registry: Registry
+    registration: Registration
+    invocations: InvocationService
+    redis: Redis  # function URL configs and code bundles, under `names`
+    names: Names
+    verifier: Verifier  # of SigV4 signatures, against ROUTER_AWS_CREDENTIALS
 
 
 @dataclass
@@ -28,10 +43,7 @@ class LambdaRequest:
     body: bytes
     access_key: str
     request_id: str
-
-    @property
-    def svc(self) -> Services:
-        return services(self.request)
+    backend: Backend
 
     @property
     def query(self) -> Any:
@@ -59,11 +71,11 @@ Operation = Callable[[LambdaRequest], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def operation(name: str, run: Operation, max_body: int = MAX_BODY) -> Handler:
+def operation(backend: Backend, name: str, run: Operation, max_body: int = MAX_BODY) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         request_id = new_id()
         try:
-            call = await _authenticated(request, request_id, name, max_body)
+            call = await _authenticated(backend, request, request_id, name, max_body)
             response = await run(call)
         except Exception as exc:
             return errors.response(errors.translated(exc, name), request_id)
@@ -75,9 +87,9 @@ def operation(name: str, run: Operation, max_body: int = MAX_BODY) -> Handler:
 
 
 async def _authenticated(
-    request: web.Request, request_id: str, name: str, max_body: int
+    backend: Backend, request: web.Request, request_id: str, name: str, max_body: int
 ) -> LambdaRequest:
-    verifier = request.app[VERIFIER]
+    verifier = backend.verifier
     message = Message.of(request.method, request.raw_path, request.headers.items())
     claim = verifier.claimed(message)  # before reading anything a stranger sends
     try:
@@ -87,11 +99,11 @@ async def _authenticated(
             f"Request must be smaller than {max_body} bytes for the {name} operation"
         ) from None
     access_key = verifier.verify(claim, message, hashlib.sha256(body).hexdigest())
-    if not services(request).registry.loaded:
+    if not backend.registry.loaded:
         raise errors.LambdaError(
             503, "ServiceException", "the registry is not loaded yet", {"Retry-After": "1"}
         )
-    return LambdaRequest(request, body, access_key, request_id)
+    return LambdaRequest(request, body, access_key, request_id, backend)
 
 
 def answer(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -13,12 +13,11 @@ from aiohttp import web
 
 from router.amqp import BrokerError
 from router.executors import Call, Outcome
+from router.invocation import Throttling
 from router.invoker import invocation_log
 from router.lambdaapi import errors, shapes
-from router.lambdaapi.gateway import LambdaRequest
+from router.lambdaapi.gateway import Backend, LambdaRequest
 from router.registry import Target
-from router.services import Services
-from router.slots import Throttled
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's, for the request and for the response
 MAX_ASYNC_PAYLOAD = 1024 * 1024  # Lambda's for Event invocations
@@ -34,7 +33,7 @@ async def invoke(call: LambdaRequest) -> web.StreamResponse:
     log_type = headers.get("X-Amz-Log-Type", "None")
     if log_type not in ("None", "Tail"):
         raise errors.invalid("X-Amz-Log-Type must be None or Tail")
-    target = await resolved(call.svc, *call.target())
+    target = await resolved(call.backend, *call.target())
     if kind == "Event" and len(call.body) > MAX_ASYNC_PAYLOAD:
         raise errors.too_large(
             f"Request must be smaller than {MAX_ASYNC_PAYLOAD} bytes for an Event invocation"
@@ -46,19 +45,11 @@ async def invoke(call: LambdaRequest) -> web.StreamResponse:
         return web.Response(status=204, headers=executed)
     if kind == "Event":
         return await _queued(call, target, event)
-    try:
-        outcome = await call.svc.invoker.invoke(
-            target.function,
-            target.spec,
-            event,
-            call.request_id,
-            wait=False,
-            client_context=client_context,
-            version=target.version,
-            qualifier=target.qualifier,
-        )
-    except Throttled:
-        raise errors.throttled(target.function) from None
+    outcome = await call.backend.invocations.run(
+        target, event, call.request_id, client_context=client_context
+    )
+    if isinstance(outcome, Throttling):
+        raise errors.throttled(outcome.function)
     if log_type == "Tail":
         ran = Call(target.function, target.spec, event, call.request_id, version=target.version)
         tail = invocation_log(ran, outcome).encode()[-TAIL_BYTES:]
@@ -66,14 +57,14 @@ async def invoke(call: LambdaRequest) -> web.StreamResponse:
     return _answer(outcome, call.request_id, executed)
 
 
-async def resolved(svc: Services, function: str, qualifier: str | None) -> Target:
+async def resolved(backend: Backend, function: str, qualifier: str | None) -> Target:
     """From the replica's registry; a name it does not know yet (made a moment ago through
     another replica) is looked for again after a reload."""
     name = f"{function}:{qualifier}" if qualifier else function
-    target = svc.registry.snapshot.resolve(name)
+    target = backend.registry.snapshot.resolve(name)
     if target is None:
-        await svc.registry.refresh()
-        target = svc.registry.snapshot.resolve(name)
+        await backend.registry.refresh()
+        target = backend.registry.snapshot.resolve(name)
     if target is None:
         raise errors.not_found(f"Function not found: {shapes.arn(function, qualifier)}")
     return target
@@ -81,8 +72,8 @@ async def resolved(svc: Services, function: str, qualifier: str | None) -> Targe
 
 async def _queued(call: LambdaRequest, target: Target, event: Any) -> web.StreamResponse:
     try:
-        invocation_id = await call.svc.ingress.enqueue(
-            target.function, target.version, event, None, None, invocation_id=call.request_id
+        invocation_id = await call.backend.invocations.enqueue(
+            target, event, invocation_id=call.request_id
         )
     except BrokerError as exc:
         raise errors.LambdaError(

@@ -13,9 +13,8 @@ import orjson
 from aiohttp import web
 
 from router.lambdaapi import errors, shapes
-from router.lambdaapi.gateway import LambdaRequest, answer
+from router.lambdaapi.gateway import Backend, LambdaRequest, answer
 from router.registry import NotFound
-from router.services import Services
 from router.specs import LATEST, Concurrency, Verify, WebhookTrigger
 
 DEFAULT_CONCURRENCY = Concurrency().max
@@ -23,7 +22,7 @@ AUTH_SCHEMES: dict[str, Literal["none", "aws-iam"]] = {"NONE": "none", "AWS_IAM"
 
 
 async def create_url(call: LambdaRequest) -> web.StreamResponse:
-    svc = call.svc
+    backend = call.backend
     target = _url_target(call)
     document = call.document()
     auth_type = document.get("AuthType")
@@ -34,7 +33,7 @@ async def create_url(call: LambdaRequest) -> web.StreamResponse:
         )
     if document.get("InvokeMode", "BUFFERED") != "BUFFERED":
         raise errors.invalid("InvokeMode RESPONSE_STREAM is not supported: use BUFFERED")
-    if await _existing(svc, target):
+    if await _existing(backend, target):
         raise errors.conflict(f"{shapes.arn(target)} has a function URL already")
     trigger = f"url-{secrets.token_hex(14)}"  # unguessable, as Lambda's URL ids are
     spec = WebhookTrigger(
@@ -45,7 +44,7 @@ async def create_url(call: LambdaRequest) -> web.StreamResponse:
         verify=Verify(scheme=AUTH_SCHEMES[auth_type]),
         description=f"function URL of {target} (Lambda API)",
     )
-    await svc.admin.put_trigger(trigger, spec)
+    await backend.registration.put_trigger(trigger, spec)
     now = time.time()
     config = {
         "trigger": trigger,
@@ -54,13 +53,13 @@ async def create_url(call: LambdaRequest) -> web.StreamResponse:
         "created": now,
         "modified": now,
     }
-    await svc.redis.hset(svc.names.function_urls, target, orjson.dumps(config))
+    await backend.redis.hset(backend.names.function_urls, target, orjson.dumps(config))
     return answer(_url_view(call, target, config), status=201)
 
 
 async def get_url(call: LambdaRequest) -> web.StreamResponse:
     target = _url_target(call)
-    config = await _config(call.svc, target)
+    config = await _config(call.backend, target)
     return answer(
         {**_url_view(call, target, config), "LastModifiedTime": _time(config["modified"])}
     )
@@ -68,8 +67,8 @@ async def get_url(call: LambdaRequest) -> web.StreamResponse:
 
 async def delete_url(call: LambdaRequest) -> web.StreamResponse:
     target = _url_target(call)
-    await _config(call.svc, target)
-    await delete_config(call.svc, target)
+    await _config(call.backend, target)
+    await delete_config(call.backend, target)
     return web.Response(status=204)
 
 
@@ -93,7 +92,7 @@ async def delete_concurrency(call: LambdaRequest) -> web.StreamResponse:
 
 async def get_concurrency(call: LambdaRequest) -> web.StreamResponse:
     name, _ = call.target()
-    spec = await call.svc.registry.store.get_function(name)
+    spec = await call.backend.registry.store.get_function(name)
     return answer({"ReservedConcurrentExecutions": spec.concurrency.max})
 
 
@@ -111,9 +110,9 @@ async def _set_concurrency(call: LambdaRequest, name: str, maximum: int) -> None
     await rewrite(call, name, change)
 
 
-async def triggers_of(svc: Services, function: str) -> set[str]:
+async def triggers_of(backend: Backend, function: str) -> set[str]:
     """The triggers of the function's URLs (its own and its aliases')."""
-    configs = await svc.redis.hgetall(svc.names.function_urls)
+    configs = await backend.redis.hgetall(backend.names.function_urls)
     return {
         orjson.loads(raw)["trigger"]
         for target, raw in configs.items()
@@ -121,34 +120,34 @@ async def triggers_of(svc: Services, function: str) -> set[str]:
     }
 
 
-async def delete_all(svc: Services, function: str) -> None:
-    for target in await svc.redis.hkeys(svc.names.function_urls):
+async def delete_all(backend: Backend, function: str) -> None:
+    for target in await backend.redis.hkeys(backend.names.function_urls):
         if _text(target).partition(":")[0] == function:
-            await delete_config(svc, _text(target))
+            await delete_config(backend, _text(target))
 
 
-async def delete_config(svc: Services, target: str) -> None:
+async def delete_config(backend: Backend, target: str) -> None:
     """A function URL and its trigger (none there: nothing to do)."""
-    raw = await svc.redis.hget(svc.names.function_urls, target)
+    raw = await backend.redis.hget(backend.names.function_urls, target)
     if raw is None:
         return
     with contextlib.suppress(NotFound):  # deleted through the admin API already
-        await svc.admin.delete_trigger(orjson.loads(raw)["trigger"])
-    await svc.redis.hdel(svc.names.function_urls, target)
+        await backend.registration.delete_trigger(orjson.loads(raw)["trigger"])
+    await backend.redis.hdel(backend.names.function_urls, target)
 
 
-async def _existing(svc: Services, target: str) -> dict[str, Any] | None:
+async def _existing(backend: Backend, target: str) -> dict[str, Any] | None:
     """The function URL's config, if its trigger is still there (deleting the trigger through
     the admin API deletes the URL)."""
-    raw = await svc.redis.hget(svc.names.function_urls, target)
+    raw = await backend.redis.hget(backend.names.function_urls, target)
     config: dict[str, Any] | None = None if raw is None else orjson.loads(raw)
-    if config is None or config["trigger"] not in svc.registry.snapshot.triggers:
+    if config is None or config["trigger"] not in backend.registry.snapshot.triggers:
         return None
     return config
 
 
-async def _config(svc: Services, target: str) -> dict[str, Any]:
-    config = await _existing(svc, target)
+async def _config(backend: Backend, target: str) -> dict[str, Any]:
+    config = await _existing(backend, target)
     if config is None:
         raise errors.not_found(f"The resource you requested does not exist: {shapes.arn(target)}")
     return config
@@ -156,13 +155,13 @@ async def _config(svc: Services, target: str) -> dict[str, Any]:
 
 def _url_target(call: LambdaRequest) -> str:
     name, qualifier = call.target()
-    if name not in call.svc.registry.snapshot.functions:
+    if name not in call.backend.registry.snapshot.functions:
         raise errors.not_found(f"Function not found: {shapes.arn(name)}")
     if qualifier in (None, LATEST):
         return name
     if qualifier.isdigit():
         raise errors.invalid("a function URL names $LATEST or an alias, not a version number")
-    if qualifier not in call.svc.registry.snapshot.aliases.get(name, {}):
+    if qualifier not in call.backend.registry.snapshot.aliases.get(name, {}):
         raise errors.not_found(f"Alias not found: {shapes.arn(name, qualifier)}")
     return f"{name}:{qualifier}"
 

@@ -22,11 +22,11 @@ _ALIAS = re.compile(ALIAS_PATTERN)
 async def publish_version(call: LambdaRequest) -> web.StreamResponse:
     name = unqualified(call)
     document = call.document()
-    svc = call.svc
+    backend = call.backend
     expect = None
     revision = document.get("RevisionId")
     if revision is not None:
-        current = await svc.registry.store.get_function(name)
+        current = await backend.registry.store.get_function(name)
         if revision != shapes.revision_id(name, LATEST, current):
             raise errors.LambdaError(
                 412, "PreconditionFailedException", f"RevisionId {revision} is not $LATEST's"
@@ -35,7 +35,7 @@ async def publish_version(call: LambdaRequest) -> web.StreamResponse:
     description = document.get("Description")
     if description is not None and not isinstance(description, str):
         raise errors.invalid("Description must be a string")
-    number, spec, _ = await svc.admin.publish_version(
+    number, spec, _ = await backend.registration.publish_version(
         name, description, document.get("CodeSha256"), expect
     )
     return answer(shapes.configuration(name, number, spec), status=201)
@@ -43,7 +43,7 @@ async def publish_version(call: LambdaRequest) -> web.StreamResponse:
 
 async def list_versions(call: LambdaRequest) -> web.StreamResponse:
     name = unqualified(call)
-    snapshot = await call.svc.registry.store.load()
+    snapshot = await call.backend.registry.store.load()
     latest = snapshot.functions.get(name)
     if latest is None:
         raise errors.not_found(f"Function not found: {shapes.arn(name)}")
@@ -65,14 +65,14 @@ async def create_alias(call: LambdaRequest) -> web.StreamResponse:
     spec = _alias_spec(
         document.get("FunctionVersion"), document.get("Description", ""), _weights(document)
     )
-    stored, _ = await call.svc.admin.put_alias(name, alias, spec, create=True)
+    stored, _ = await call.backend.registration.put_alias(name, alias, spec, create=True)
     return answer(shapes.alias_configuration(name, alias, stored), status=201)
 
 
 async def get_alias(call: LambdaRequest) -> web.StreamResponse:
     name = unqualified(call)
     alias = call.request.match_info["alias"]
-    snapshot = await call.svc.registry.store.load()
+    snapshot = await call.backend.registry.store.load()
     return answer(shapes.alias_configuration(name, alias, _existing(snapshot, name, alias)))
 
 
@@ -80,7 +80,7 @@ async def update_alias(call: LambdaRequest) -> web.StreamResponse:
     name = unqualified(call)
     alias = call.request.match_info["alias"]
     document = call.document()
-    current = _existing(await call.svc.registry.store.load(), name, alias)
+    current = _existing(await call.backend.registry.store.load(), name, alias)
     revision = document.get("RevisionId")
     if revision is not None and revision != shapes.alias_revision_id(name, alias, current):
         raise errors.LambdaError(
@@ -92,7 +92,7 @@ async def update_alias(call: LambdaRequest) -> web.StreamResponse:
         document.get("Description", current.description),
         routing,
     )
-    stored, _ = await call.svc.admin.put_alias(
+    stored, _ = await call.backend.registration.put_alias(
         name, alias, spec, create=False, expect=current.revision
     )
     return answer(shapes.alias_configuration(name, alias, stored))
@@ -102,15 +102,15 @@ async def delete_alias(call: LambdaRequest) -> web.StreamResponse:
     """Idempotent, as Lambda's: a missing alias is not an error. Its function URL goes too."""
     name = unqualified(call)
     alias = call.request.match_info["alias"]
-    await urls.delete_config(call.svc, f"{name}:{alias}")
+    await urls.delete_config(call.backend, f"{name}:{alias}")
     with contextlib.suppress(NotFound):
-        await call.svc.admin.delete_alias(name, alias)
+        await call.backend.registration.delete_alias(name, alias)
     return web.Response(status=204)
 
 
 async def list_aliases(call: LambdaRequest) -> web.StreamResponse:
     name = unqualified(call)
-    snapshot = await call.svc.registry.store.load()
+    snapshot = await call.backend.registry.store.load()
     if name not in snapshot.functions:
         raise errors.not_found(f"Function not found: {shapes.arn(name)}")
     version = call.query.get("FunctionVersion")

@@ -14,7 +14,7 @@ from router.invocations import InvocationStore, Record
 from router.metrics import Metrics
 
 
-class Ingress:
+class Enqueuer:
     def __init__(self, broker: Broker, store: InvocationStore, metrics: Metrics) -> None:
         self._broker = broker
         self._store = store
@@ -50,7 +50,7 @@ class Ingress:
         except Exception as exc:  # anything unforeseen (not JSON, no key yet) is "not queued"
             raise BrokerError(f"publish failed: {exc!r}") from exc
         self._store.queued(_queued(function, version, envelope))
-        self._metrics.child(self._metrics.async_received, function).inc()
+        self._metrics.async_accepted(function)
         return invocation_id
 
 

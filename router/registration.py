@@ -1,4 +1,5 @@
-"""Registry writes with their side effects, shared by the admin API and `@router.function`.
+"""Registry writes with their checks and side effects (queues, bindings, schedules), shared by
+the admin API, the Lambda API and `@router.function`.
 
 Each write checks everything before it changes anything (the spec, the handler's module, the
 trigger's function, the AMQP topology), so nothing is ever half-registered.
@@ -27,14 +28,14 @@ from router.specs import (
 )
 from router.ticks import TickLedger
 
-log = logging.getLogger("router.admin")
+log = logging.getLogger("router.registration")
 
 
 class Unavailable(RegistryError):
     status = 503
 
 
-class Admin:
+class Registration:
     def __init__(
         self,
         registry: Registry,

@@ -1,4 +1,5 @@
-"""JSON responses and errors: every error the router answers is JSON naming its cause."""
+"""Reading request bodies: bounded in size and in time, and decoded only after whatever
+checks the bytes as sent."""
 
 from __future__ import annotations
 
@@ -9,24 +10,7 @@ import orjson
 from aiohttp import hdrs, web
 
 from router import encodings
-
-
-def json_response(
-    data: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
-    )
-
-
-def json_error(
-    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
-) -> web.Response:
-    return json_response({"error": message, **extra}, status=status, headers=headers)
-
-
-def unavailable(message: str, retry_after_s: int = 5) -> web.Response:
-    return json_error(503, message, headers={"Retry-After": str(retry_after_s)})
+from router.jsonhttp import HttpError
 
 
 class BodyTooLarge(Exception):
@@ -75,12 +59,13 @@ def decoded(request: web.Request, body: bytes, limit: int) -> bytes:
     return encodings.decode(body, content_encoding, limit)
 
 
-async def read_json(request: web.Request, limit: int, empty: Any = None) -> Any:
+async def read_json(request: web.Request, limit: int, timeout_s: float, empty: Any = None) -> Any:
     """A JSON request body; raises web.HTTPException-compatible JSON errors. An empty body is
     `empty` when one is given (Invoke's is the event `{}`, as Lambda's), else refused. A body
-    that has not all arrived within ROUTER_BODY_TIMEOUT_S gets 408, as a webhook's does."""
+    that has not all arrived within `timeout_s` (ROUTER_BODY_TIMEOUT_S) gets 408, as a webhook's
+    does."""
     try:
-        raw = decoded(request, await read_timed(request, limit), limit)
+        raw = decoded(request, await read_timed(request, limit, timeout_s), limit)
     except BodyTooLarge:
         raise HttpError(413, f"request body is larger than {limit} bytes") from None
     except encodings.EncodingError as exc:
@@ -95,12 +80,8 @@ async def read_json(request: web.Request, limit: int, empty: Any = None) -> Any:
         raise HttpError(400, f"request body is not valid JSON: {exc}") from None
 
 
-async def read_timed(request: web.Request, limit: int) -> bytes:
-    """`read_limited` within ROUTER_BODY_TIMEOUT_S (408 past it)."""
-    # Imported here: router.services imports most of the router, this module's users too.
-    from router.services import services
-
-    timeout_s = services(request).settings.body_timeout_s
+async def read_timed(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """`read_limited` within `timeout_s` (408 past it)."""
     try:
         raw = received_body(request, limit)  # all there already: no timer to arm
         if raw is None:
@@ -109,15 +90,3 @@ async def read_timed(request: web.Request, limit: int) -> bytes:
     except TimeoutError:
         raise HttpError(408, f"request body not received within {timeout_s:g} s") from None
     return raw
-
-
-class HttpError(Exception):
-    """Raised by handlers; `guards` turns it into a JSON error response."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.extra = extra
-
-    def response(self) -> web.Response:
-        return json_error(self.status, str(self), **self.extra)
