@@ -19,7 +19,7 @@ from router.replays import Replays
 from router.sigv4 import AuthError, Message, Verifier
 
 if TYPE_CHECKING:
-    from router.webhooks import Delivery
+    from router.webhooks import HookRequest
 
 
 class WebhookChecks:
@@ -31,18 +31,18 @@ class WebhookChecks:
         self._replays = replays
         self._metrics = metrics
 
-    async def check(self, delivery: Delivery) -> str | web.Response | None:
+    async def check(self, incoming: HookRequest) -> str | web.Response | None:
         """Returns the claimed replay key (None when the trigger is unverified) or the response
         refusing the request."""
-        name, verify = delivery.name, delivery.trigger.verify
+        name, verify = incoming.name, incoming.trigger.verify
         replay_key = None
         if verify.scheme == "aws-iam":
-            refused = self._aws_iam(delivery)
+            refused = self._aws_iam(incoming)
             if refused is not None:
                 return refused
         elif verify.scheme in signatures.SCHEMES:
             verdict = signatures.SCHEMES[verify.scheme](
-                verify.check(), delivery.headers, delivery.body, time.time()
+                verify.check(), incoming.headers, incoming.body, time.time()
             )
             if not verdict.ok:
                 self._metrics.rejected(name, verdict.reason)
@@ -51,7 +51,7 @@ class WebhookChecks:
                 )
                 return json_error(verdict.status, message)
             replay_key = verdict.replay_key
-        limit = delivery.trigger.rate_limit
+        limit = incoming.trigger.rate_limit
         if limit is not None:
             wait_s = await self._rate_limiter.retry_after(name, limit)
             if wait_s is not None:
@@ -72,17 +72,17 @@ class WebhookChecks:
         """A claimed delivery that was not accepted: the sender's retry may run."""
         return self._replays.release(name, replay_key)
 
-    def _aws_iam(self, delivery: Delivery) -> web.Response | None:
+    def _aws_iam(self, incoming: HookRequest) -> web.Response | None:
         """A function URL with AuthType AWS_IAM: the request is SigV4-signed (service `lambda`)
         with a key of ROUTER_AWS_CREDENTIALS, over the bytes as sent. None lets it through."""
-        request = delivery.request
+        request = incoming.request
         message = Message.of(request.method, request.raw_path, request.headers.items())
         verifier = self._verifier
         try:
             verifier.verify(
-                verifier.claimed(message), message, hashlib.sha256(delivery.body).hexdigest()
+                verifier.claimed(message), message, hashlib.sha256(incoming.body).hexdigest()
             )
         except AuthError as exc:
-            self._metrics.rejected(delivery.name, "signature")
+            self._metrics.rejected(incoming.name, "signature")
             return json_error(403, str(exc).split("\n", 1)[0], type=exc.error_type)
         return None

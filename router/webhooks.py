@@ -31,7 +31,7 @@ log = logging.getLogger("router.webhooks")
 
 
 @dataclass(slots=True)
-class Delivery:
+class HookRequest:
     """One webhook request that passed routing, on its way through the checks to the function."""
 
     request: web.Request
@@ -94,12 +94,12 @@ class Webhooks:
         if isinstance(body, web.Response):
             return body
         headers = events.joined_headers(request.headers.items())
-        delivery = Delivery(request, name, trigger, snapshot, headers, body)
-        claimed = await self._checks.check(delivery) if _guarded(trigger) else None
+        incoming = HookRequest(request, name, trigger, snapshot, headers, body)
+        claimed = await self._checks.check(incoming) if _guarded(trigger) else None
         if isinstance(claimed, web.Response):
             return claimed
-        refused = _decode(delivery)
-        response = refused if refused is not None else await self._dispatch(delivery)
+        refused = _decode(incoming)
+        response = refused if refused is not None else await self._dispatch(incoming)
         if claimed is not None and response.status >= 300:
             await self._checks.release(name, claimed)  # not accepted: the sender's retry may run
         return response
@@ -114,18 +114,18 @@ class Webhooks:
         except TimeoutError:
             return json_error(408, f"body not received within {self._body_timeout_s:.0f} s")
 
-    async def _dispatch(self, delivery: Delivery) -> web.StreamResponse:
-        trigger = delivery.trigger
+    async def _dispatch(self, incoming: HookRequest) -> web.StreamResponse:
+        trigger = incoming.trigger
         request_id = events.new_id()
-        http = _http_request(delivery.request, delivery.body)
-        event = events.webhook_event(http, request_id, events.utcnow(), joined=delivery.headers)
+        http = _http_request(incoming.request, incoming.body)
+        event = events.webhook_event(http, request_id, events.utcnow(), joined=incoming.headers)
         if trigger.filter is not None and not filters.matches(trigger.filter, filter_view(event)):
-            self._metrics.filtered_out(split_target(trigger.function)[0], delivery.name)
+            self._metrics.filtered_out(split_target(trigger.function)[0], incoming.name)
             return web.json_response(
                 {"filtered": True}, status=202 if trigger.mode == "async" else 200
             )
         event_id = events.webhook_event_id(event["headers"])
-        target = delivery.snapshot.resolve(trigger.function)
+        target = incoming.snapshot.resolve(trigger.function)
         assert target is not None  # checked by _answer, on this same snapshot
         if trigger.mode == "async":
             try:
@@ -133,11 +133,11 @@ class Webhooks:
                     target,
                     event,
                     event_id=event_id,
-                    trigger=delivery.name,
+                    trigger=incoming.name,
                     invocation_id=request_id,
                 )
             except BrokerError as exc:
-                log.warning("async webhook %s not accepted: %s", delivery.name, exc)
+                log.warning("async webhook %s not accepted: %s", incoming.name, exc)
                 return unavailable("the event could not be queued; retry later")
             return web.json_response({"invocation_id": invocation_id}, status=202)
         outcome = await self._invocations.run(target, event, request_id, event_id=event_id)
@@ -164,10 +164,10 @@ def _too_large(trigger: WebhookTrigger) -> web.Response:
     return json_error(413, f"body is larger than {trigger.max_body_bytes} bytes")
 
 
-def _decode(delivery: Delivery) -> web.Response | None:
+def _decode(incoming: HookRequest) -> web.Response | None:
     """The verified body with its `Content-Encoding` undone; or the response refusing it."""
     try:
-        delivery.body = decoded(delivery.request, delivery.body, delivery.trigger.max_body_bytes)
+        incoming.body = decoded(incoming.request, incoming.body, incoming.trigger.max_body_bytes)
     except encodings.EncodingError as exc:
         return json_error(exc.status, str(exc), headers=exc.headers)
     return None

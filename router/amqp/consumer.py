@@ -98,21 +98,27 @@ class Consumer:
     async def _republish(self, settlement: Retry | DeadLetter) -> bool:
         """Publish the copy that replaces the delivery; True once RabbitMQ confirmed it."""
         copy, metrics = settlement.copy, self._broker.metrics
+        retry = settlement if isinstance(settlement, Retry) else None
         self._republishing += 1
         self._republished.clear()
         try:
-            if isinstance(settlement, Retry):
-                delay_ms, dead_letter = settlement.delay_ms, False
-            else:
-                delay_ms, dead_letter = 0, True
             await self._broker.publish(
                 copy.function,
                 copy.body,
                 copy.headers,
                 copy.message_id,
-                dead_letter=dead_letter,
-                delay_ms=delay_ms,
+                dead_letter=retry is None,
+                delay_ms=0 if retry is None else retry.delay_ms,
             )
+        except BrokerError as exc:
+            log.warning(
+                "could not re-publish %s of %s (%s); returning it to the queue",
+                copy.message_id,
+                copy.function,
+                exc,
+            )
+            return False
+        else:
             if isinstance(settlement, Retry):
                 metrics.retried(copy.function)
                 return True
@@ -122,14 +128,6 @@ class Consumer:
             if settlement.then is not None:
                 await settlement.then()
             return True
-        except BrokerError as exc:
-            log.warning(
-                "could not re-publish %s of %s (%s); returning it to the queue",
-                copy.message_id,
-                copy.function,
-                exc,
-            )
-            return False
         finally:
             self._republishing -= 1
             if self._republishing == 0:
