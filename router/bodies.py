@@ -17,7 +17,7 @@ class BodyTooLarge(Exception):
     pass
 
 
-def received_body(request: web.Request, limit: int) -> bytes | None:
+def received_body(request: web.BaseRequest, limit: int) -> bytes | None:
     """The body when all of it has arrived already, else None (more is on the way).
 
     A small request usually comes in one segment, parsed before its handler starts: taking
@@ -35,7 +35,7 @@ def received_body(request: web.Request, limit: int) -> bytes | None:
     return body
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
+async def read_limited(request: web.BaseRequest, limit: int) -> bytes:
     """The body, refusing more than `limit` bytes without reading past it (chunked too)."""
     received = received_body(request, limit)
     if received is not None:

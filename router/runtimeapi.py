@@ -25,6 +25,8 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from router.bodies import BodyTooLarge, read_limited
+
 PREFIX = "/2018-06-01/runtime/"
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -229,15 +231,10 @@ def socket_owner(local_port: int, remote_port: int) -> int | None:
 
 async def _read(request: web.BaseRequest, limit: int) -> bytes | None:
     """The body, or None if it is over `limit` (without reading past it)."""
-    if request.content_length is not None and request.content_length > limit:
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge:
         return None
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error_type(request: web.BaseRequest, body: bytes) -> str:

@@ -10,12 +10,12 @@ import orjson
 from aiohttp import web
 from pydantic import TypeAdapter
 
-from router.api import validated
+from router.api import name_of, validated
 from router.bodies import read_limited
 from router.jsonhttp import HttpError, json_response
 from router.registration import Registration
 from router.registry import RegistryStore
-from router.specs import ALIAS_PATTERN, AliasSpec, FunctionSpec, valid_name
+from router.specs import ALIAS_PATTERN, AliasSpec, FunctionSpec
 
 PREFIX = "/api/v1"
 MAX_BODY = 64 * 1024
@@ -39,13 +39,6 @@ def version_view(function: str, number: str, spec: FunctionSpec) -> dict[str, An
 
 def alias_view(function: str, alias: str, spec: AliasSpec) -> dict[str, Any]:
     return {"function": function, "name": alias, **spec.model_dump()}
-
-
-def _function(request: web.Request) -> str:
-    name = request.match_info["name"]
-    if not valid_name(name):
-        raise HttpError(400, f"invalid name {name!r}", field="name")
-    return name
 
 
 def _alias(request: web.Request) -> str:
@@ -89,7 +82,7 @@ class VersionRoutes:
 
     async def publish(self, request: web.Request) -> web.Response:
         """`$LATEST` as the next version (201), or the last version when nothing changed (200)."""
-        name = _function(request)
+        name = name_of(request)
         document = await _body(request)
         description = document.get("description")
         if set(document) - {"description"} or not isinstance(description, str | None):
@@ -98,7 +91,7 @@ class VersionRoutes:
         return json_response(version_view(name, number, spec), status=201 if created else 200)
 
     async def list_versions(self, request: web.Request) -> web.Response:
-        name = _function(request)
+        name = name_of(request)
         snapshot = await self._store.load()
         if name not in snapshot.functions:
             raise HttpError(404, f"function {name!r} does not exist")
@@ -106,7 +99,7 @@ class VersionRoutes:
         return json_response({"versions": [version_view(name, n, s) for n, s in published]})
 
     async def get_version(self, request: web.Request) -> web.Response:
-        name, number = _function(request), _number(request)
+        name, number = name_of(request), _number(request)
         snapshot = await self._store.load()
         spec = snapshot.versions.get(name, {}).get(number)
         if spec is None:
@@ -114,11 +107,11 @@ class VersionRoutes:
         return json_response(version_view(name, number, spec))
 
     async def delete_version(self, request: web.Request) -> web.Response:
-        await self._registration.delete_version(_function(request), _number(request))
+        await self._registration.delete_version(name_of(request), _number(request))
         return web.Response(status=204)
 
     async def list_aliases(self, request: web.Request) -> web.Response:
-        name = _function(request)
+        name = name_of(request)
         snapshot = await self._store.load()
         if name not in snapshot.functions:
             raise HttpError(404, f"function {name!r} does not exist")
@@ -126,7 +119,7 @@ class VersionRoutes:
         return json_response({"aliases": [alias_view(name, a, s) for a, s in aliases]})
 
     async def get_alias(self, request: web.Request) -> web.Response:
-        name, alias = _function(request), _alias(request)
+        name, alias = name_of(request), _alias(request)
         snapshot = await self._store.load()
         spec = snapshot.aliases.get(name, {}).get(alias)
         if spec is None:
@@ -136,7 +129,7 @@ class VersionRoutes:
     async def put_alias(self, request: web.Request) -> web.Response:
         """Create or replace; what GET answers may be sent back (its `function` and `revision`
         are ignored)."""
-        name, alias = _function(request), _alias(request)
+        name, alias = name_of(request), _alias(request)
         document = {
             k: v for k, v in (await _body(request)).items() if k not in ("function", "revision")
         }
@@ -145,7 +138,7 @@ class VersionRoutes:
         return json_response(alias_view(name, alias, stored), status=201 if created else 200)
 
     async def delete_alias(self, request: web.Request) -> web.Response:
-        await self._registration.delete_alias(_function(request), _alias(request))
+        await self._registration.delete_alias(name_of(request), _alias(request))
         return web.Response(status=204)
 
     def routes(self) -> list[web.RouteDef]:
