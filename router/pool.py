@@ -148,11 +148,11 @@ class Pool:
                 worker = await self._launcher.start(self.function, self.spec, self.version)
         except BaseException:
             # Callers may be waiting for this start (the pool looked full): they must not wait
-            # for good but look again, and try a start of their own.
-            self.starting -= 1
+            # for good but look again (once this returns), and try a start of their own.
             self._wake()
             raise
-        self.starting -= 1
+        finally:
+            self.starting -= 1
         self.slots.watch_workers()
         self._metrics.cold_start(self.function, worker.init_ms / 1000)
         log.info(
